@@ -1,0 +1,193 @@
+"""The aggregator: merges the workers' batches into run totals and appends the per-interval time series."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from .stats import OK, PERCENTILES, Series, Stats
+
+CLOSE_GRACE_S = 2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
+
+
+@dataclass
+class WorkerState:
+    """What the coordinator knows of one worker."""
+
+    id: int
+    users: int = 0
+    pid: int | None = None
+    host: str = ""
+    status: str = "starting"  # starting, ready, running, done, died, hung
+    detail: str = ""
+    last_seen_mono: float = field(default_factory=time.monotonic)
+    active_users: int = 0
+    inflight: int = 0
+    cpu_s: float = 0.0
+    first_cpu: tuple[float, float] | None = None  # (cpu_s, wall_s) at the first run batch
+    last_cpu: tuple[float, float] | None = None
+
+
+def ms(value_us: float) -> float:
+    return round(value_us / 1000.0, 3)
+
+
+def series_row(name: str, series: Series, failures: int, duration_s: float) -> dict:
+    """One endpoint's figures as plain data, in milliseconds."""
+    p50, p90, p95, p99, p999 = series.percentiles_us(PERCENTILES)
+    row = {"name": name, "requests": series.count, "failures": failures,
+           "rps": round(series.count / duration_s, 3) if duration_s > 0 else 0.0,
+           "mean_ms": ms(series.sum_us / series.count) if series.count else None,
+           "min_ms": ms(series.min_us), "p50_ms": ms(p50), "p90_ms": ms(p90), "p95_ms": ms(p95),
+           "p99_ms": ms(p99), "p999_ms": ms(p999), "max_ms": ms(series.max_us)}
+    response = series.response_percentiles_us(PERCENTILES)
+    if response is not None:
+        row.update({f"response_{k}": ms(v) for k, v in zip(("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms"),
+                                                              response)})
+        row["response_max_ms"] = ms(series.response_max_us)
+    return row
+
+
+def endpoint_rows(stats: Stats, duration_s: float) -> list[dict]:
+    rows = [series_row(name, series, failures, duration_s)
+            for name, (series, failures) in stats.endpoint_series().items()]
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def total_series(stats: Stats) -> Series:
+    total = Series()
+    for series in stats.series.values():
+        total.merge(series)
+    return total
+
+
+class Aggregator:
+    """Run totals, setup and teardown tables, open time-series intervals, and each worker's state."""
+
+    def __init__(self, interval_s: float, timeseries_path: str | None) -> None:
+        self.interval_s = interval_s
+        self.timeseries_path = timeseries_path
+        self.phases = {"setup": Stats(), "run": Stats(), "teardown": Stats()}
+        self.open_intervals: dict[int, Stats] = {}
+        self.closed_upto = -1
+        self.late_batches = 0
+        self.start_s: float | None = None
+        self.workers: dict[int, WorkerState] = {}
+        self.crashes: list[str] = []
+        self.last_interval_row: dict | None = None
+
+    def begin(self, start_s: float) -> None:
+        """The measured phase starts: intervals count from here, the time series file starts empty."""
+        self.start_s = start_s
+        if self.timeseries_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.timeseries_path)), exist_ok=True)
+            open(self.timeseries_path, "w").close()
+
+    @property
+    def run(self) -> Stats:
+        return self.phases["run"]
+
+    def handle(self, message: tuple) -> None:
+        kind, worker_id, payload = message
+        state = self.workers.setdefault(worker_id, WorkerState(worker_id))
+        state.last_seen_mono = time.monotonic()
+        if kind == "hello":
+            state.pid, state.host, state.users = payload["pid"], payload["host"], payload["users"]
+        elif kind == "ready":
+            state.status, state.detail = "ready", f"{payload['users_dropped']} users dropped in setup"
+        elif kind == "batch":
+            self._add_batch(state, payload)
+        elif kind == "crash":
+            self.crashes.append(f"worker {worker_id}: {payload}")
+        elif kind == "done":
+            state.status = "done"
+            state.active_users = state.inflight = 0
+            if payload.get("hung_users"):
+                state.detail = f"{payload['hung_users']} user threads did not stop in time"
+
+    def _add_batch(self, state: WorkerState, payload: dict) -> None:
+        state.active_users, state.inflight, state.cpu_s = payload["active_users"], payload["inflight"], payload["cpu_s"]
+        phase = payload["phase"]
+        if phase == "run":
+            state.status = "running" if state.status in ("starting", "ready") else state.status
+            state.first_cpu = state.first_cpu or (payload["cpu_s"], payload["wall_s"])
+            state.last_cpu = (payload["cpu_s"], payload["wall_s"])
+        for index, plain in payload["intervals"]:
+            stats = Stats.from_plain(plain)
+            self.phases[phase].merge(stats)
+            if phase != "run":
+                continue
+            if index <= self.closed_upto:
+                self.late_batches += 1
+            else:
+                self.open_intervals.setdefault(index, Stats()).merge(stats)
+
+    def close_intervals(self, now_s: float, final: bool = False) -> None:
+        """Write every interval that is over (all of them when final) to the time series."""
+        if self.start_s is None:
+            return
+        for index in sorted(self.open_intervals):
+            end_s = self.start_s + (index + 1) * self.interval_s
+            if not final and now_s < end_s + CLOSE_GRACE_S:
+                break
+            self._write_interval(index, self.open_intervals.pop(index), min(end_s, now_s) if final else end_s)
+            self.closed_upto = index
+
+    def _write_interval(self, index: int, stats: Stats, end_s: float) -> None:
+        start_s = self.start_s + index * self.interval_s
+        span_s = max(end_s - start_s, 1e-9)
+        total = total_series(stats)
+        p50, _p90, p95, p99, _p999 = total.percentiles_us()
+        row = {"interval": index, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
+               "requests": stats.requests, "failures": stats.failures, "rps": round(stats.requests / span_s, 3),
+               "p50_ms": ms(p50), "p95_ms": ms(p95), "p99_ms": ms(p99),
+               "active_users": sum(w.active_users for w in self.workers.values()),
+               "errors": stats.count_by_class(),
+               "endpoints": {r["name"]: {k: r[k] for k in ("requests", "failures", "p50_ms", "p95_ms", "p99_ms")}
+                             for r in endpoint_rows(stats, span_s)}}
+        self.last_interval_row = row
+        if self.timeseries_path:
+            with open(self.timeseries_path, "a") as out:
+                out.write(json.dumps(row) + "\n")
+
+    def progress(self, now_s: float) -> dict:
+        """A snapshot for the live progress line."""
+        elapsed = max(now_s - self.start_s, 1e-9) if self.start_s else 0.0
+        last = self.last_interval_row or {}
+        return {"elapsed_s": elapsed, "requests": self.run.requests, "failures": self.run.failures,
+                "rps": last.get("rps", 0.0), "p95_ms": last.get("p95_ms"),
+                "active_users": sum(w.active_users for w in self.workers.values())}
+
+    def worker_rows(self) -> list[dict]:
+        rows = []
+        for state in sorted(self.workers.values(), key=lambda s: s.id):
+            cpu = None
+            if state.first_cpu and state.last_cpu and state.last_cpu[1] > state.first_cpu[1]:
+                cpu = round((state.last_cpu[0] - state.first_cpu[0]) / (state.last_cpu[1] - state.first_cpu[1]), 3)
+            rows.append({"id": state.id, "pid": state.pid, "host": state.host, "users": state.users,
+                         "status": state.status, "detail": state.detail, "cpu_cores": cpu})
+        return rows
+
+    def error_rows(self, stats: Stats) -> list[dict]:
+        total = stats.requests or 1
+        rows = []
+        for (kind, status, message), group in stats.errors.items():
+            rows.append({"class": kind, "status": status, "message": message, "count": group.count,
+                         "share": round(group.count / total, 6), "first_seen_s": group.first_s,
+                         "last_seen_s": group.last_s, "endpoints": dict(sorted(group.endpoints.items())),
+                         "example": group.example, "inflight_mean": round(group.inflight_sum / group.count, 2),
+                         "inflight_max": group.inflight_max})
+        return sorted(rows, key=lambda r: (-r["count"], r["class"]))
+
+    def user_rows(self, stats: Stats) -> list[dict]:
+        rows = []
+        for user, tally in sorted(stats.users.items()):
+            by_class = {k: v for k, v in tally.items() if k != "requests"}
+            rows.append({"user": user, "requests": tally["requests"], "failures": sum(by_class.values()),
+                         "errors": by_class})
+        return rows
+
+
+def successes(stats: Stats) -> int:
+    return sum(s.count for (_n, outcome), s in stats.series.items() if outcome == OK)

@@ -1,0 +1,65 @@
+"""Error classification: one place that maps a request's exception or response to an error class."""
+from __future__ import annotations
+
+import json
+import re
+
+import urllib3.exceptions as ux
+
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.I | re.S)
+
+
+def classify_exception(exc: BaseException) -> tuple[str, str]:
+    """(error class, message) for a request that got no response."""
+    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, (ux.NewConnectionError, ConnectionRefusedError)):  # before its parent ConnectTimeoutError
+        return "connect", _short(exc)
+    if isinstance(exc, ux.ConnectTimeoutError):
+        return "timeout", "connect timed out"
+    if isinstance(exc, (ux.ReadTimeoutError, TimeoutError)):
+        return "timeout", "read timed out"
+    if isinstance(exc, (ux.ProtocolError, ux.DecodeError, ConnectionError, ux.HTTPError, OSError)):
+        return "read", _short(exc)
+    raise exc  # a programming error must not be counted as the target's failure
+
+
+def classify_status(status: int) -> str:
+    """Error class of an HTTP status the caller did not expect."""
+    return f"http_{status // 100}xx" if 100 <= status < 600 else "http_other"
+
+
+def body_message(body: bytes, content_type: str) -> str:
+    """A short, readable message from an error body: JSON's message, an HTML page's title, or its start."""
+    if "html" in content_type:
+        match = _TITLE.search(body[:20000])
+        if match:
+            return _clean(match.group(1).decode("utf-8", "replace"))
+    if "json" in content_type:
+        message = _json_message(body)
+        if message:
+            return _clean(message)
+    return _clean(body[:300].decode("utf-8", "replace"))
+
+
+def _json_message(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    message = str(data.get("message") or data.get("error") or "")
+    reason = data.get("error_reason")
+    return f"{message} [{reason}]" if reason else message
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split()).replace("&#39;", "'").replace("&quot;", '"').replace("&lt;", "<").replace(
+        "&gt;", ">").replace("&amp;", "&")[:300]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    # urllib3 prefixes messages with the connection object's repr, which holds an address: keep the reason
+    return text.split(": ", 1)[-1][:200] if ": " in text else text[:200]

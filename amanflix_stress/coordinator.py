@@ -1,0 +1,238 @@
+"""The coordinator: starts worker processes with their share of the plan, paces the run, stops it, collects."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import urllib3
+
+from .aggregator import Aggregator, WorkerState
+from .client import parse_base_url
+from .errors import TargetUnreachable
+from .user import behaviour_class
+from .worker import TICK_S, run_worker
+
+START_METHOD = "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
+WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
+READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
+PROGRESS_EVERY_S = 1.0
+REACHABLE_TIMEOUT_S = 3.0
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved from the profile and the flags; plain data."""
+
+    base_url: str
+    users: int = 10
+    duration_s: float = 60.0
+    spawn_rate: float = 10.0
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_concurrent: int = 0  # 0: no cap
+    behaviour: str = "http"
+    settings: dict = field(default_factory=dict)
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 3.0
+    seed: int = 0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    interval_s: float = 5.0
+    timeseries_path: str | None = None
+    setup_concurrency: int = 8
+    setup_timeout_s: float = 600.0
+    teardown_timeout_s: float = 60.0
+
+
+@dataclass
+class RunResult:
+    """What a run produced, before rendering."""
+
+    aggregator: Aggregator
+    start_s: float
+    end_s: float
+    stop_reason: str
+    interrupted: bool
+    shared: dict
+    extra: dict = field(default_factory=dict)  # sections a behaviour adds (lock issues, cleanup, ...)
+
+
+class LocalControl:
+    """Run-wide signals for local worker processes: stop, go with the shared start time, the in-flight cap."""
+
+    def __init__(self, ctx, max_concurrent: int) -> None:
+        self.stop = ctx.Event()
+        self.go = ctx.Event()
+        self.start_s = ctx.Value("d", 0.0)
+        self.limiter = ctx.BoundedSemaphore(max_concurrent) if max_concurrent > 0 else None
+
+    def wait_go(self, timeout_s: float) -> float | None:
+        return self.start_s.value if self.go.wait(timeout_s) else None
+
+    def set_go(self, start_s: float) -> None:
+        self.start_s.value = start_s
+        self.go.set()
+
+
+def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
+    """Any HTTP answer will do; no answer within the timeout raises TargetUnreachable."""
+    scheme, host, port, prefix = parse_base_url(base_url)
+    pool = urllib3.connection_from_url(f"{scheme}://{host}:{port}", retries=False,
+                                       timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
+    try:
+        pool.urlopen("GET", prefix + "/", redirect=False, retries=False)
+    except urllib3.exceptions.HTTPError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise TargetUnreachable(f"target {base_url} is unreachable ({type(reason).__name__}): "
+                                "start the server or fix --base-url") from None
+    finally:
+        pool.close()
+
+
+def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
+    """Each worker's [user index, start offset s] pairs: user i starts at i / spawn_rate, round robin."""
+    n_workers = max(1, min(plan.workers, plan.users))
+    shares: list[list[list[float]]] = [[] for _ in range(n_workers)]
+    for index in range(plan.users):
+        shares[index % n_workers].append([index, index / plan.spawn_rate if plan.spawn_rate > 0 else 0.0])
+    return shares
+
+
+def worker_shares(plan: RunPlan, shared: dict) -> list[dict]:
+    """One plain, picklable dict per worker: all it needs to run its users anywhere."""
+    common = {k: getattr(plan, k) for k in ("run_id", "base_url", "behaviour", "settings", "duration_s", "timeout_s",
+                                             "connect_timeout_s", "interval_s", "seed", "setup_concurrency",
+                                             "setup_timeout_s", "teardown_timeout_s")}
+    return [{**common, "worker_id": wid, "users": users, "shared": shared}
+            for wid, users in enumerate(user_schedule(plan))]
+
+
+def _worker_process_main(share: dict, results, control) -> None:
+    """Entry point of a local worker process: the coordinator alone handles Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        run_worker(share, results, control)
+    finally:
+        results.close()
+        results.join_thread()
+
+
+class Coordinator:
+    """Runs one plan on local worker processes and returns the RunResult."""
+
+    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None = None) -> None:
+        self.plan = plan
+        self.on_progress = on_progress or (lambda snapshot: None)
+        self.ctx = multiprocessing.get_context(START_METHOD)
+        self.results = self.ctx.Queue()
+        self.control = LocalControl(self.ctx, plan.max_concurrent)
+        self.aggregator = Aggregator(plan.interval_s, plan.timeseries_path)
+        self.processes: dict[int, multiprocessing.Process] = {}
+        self.interrupts = 0
+        self.stop_reason = ""
+
+    def run(self) -> RunResult:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        start_s, shared = time.time(), {}
+        behaviour = behaviour_class(self.plan.behaviour)
+        try:
+            check_reachable(self.plan.base_url)
+            shared = behaviour.prepare_run(self.plan) if hasattr(behaviour, "prepare_run") else {}
+            if not self.control.stop.is_set():
+                start_s = self._drive(worker_shares(self.plan, shared))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._reap()
+        end_s = time.time()
+        self.aggregator.close_intervals(end_s, final=True)
+        result = RunResult(self.aggregator, start_s, end_s, self.stop_reason, self.interrupts > 0, shared)
+        if hasattr(behaviour, "finish_run"):
+            result.extra.update(behaviour.finish_run(self.plan, result))
+        return result
+
+    def _drive(self, shares: list[dict]) -> float:
+        for share in shares:
+            self._launch(share)
+        self._pump_until(lambda: self._all_settled(("ready", "done", "died", "hung")),
+                         self.plan.setup_timeout_s + READY_GRACE_S)
+        start_s = time.time()
+        self.aggregator.begin(start_s)
+        if not self.control.stop.is_set():
+            self.control.set_go(start_s)
+        deadline = time.monotonic() + self.plan.duration_s
+        self._pump_until(lambda: time.monotonic() >= deadline or self._all_settled(("done", "died", "hung")), None)
+        self.stop_reason = self.stop_reason or ("deadline" if time.monotonic() >= deadline else "all workers ended")
+        self.control.stop.set()
+        self._pump_until(lambda: self._all_settled(("done", "died", "hung")),
+                         self.plan.timeout_s + self.plan.teardown_timeout_s + 5.0)
+        return start_s
+
+    def _launch(self, share: dict) -> None:
+        process = self.ctx.Process(target=_worker_process_main, args=(share, self.results, self.control),
+                                   name=f"amanflix-stress-worker-{share['worker_id']}", daemon=True)
+        process.start()
+        self.processes[share["worker_id"]] = process
+        self.aggregator.workers[share["worker_id"]] = WorkerState(share["worker_id"], users=len(share["users"]))
+
+    def _pump_until(self, done: Callable[[], bool], timeout_s: float | None) -> None:
+        """Handle messages until done() or the timeout; notices dead and silent workers on the way."""
+        until = time.monotonic() + timeout_s if timeout_s is not None else None
+        next_progress = time.monotonic() + PROGRESS_EVERY_S
+        while not done() and (until is None or time.monotonic() < until):
+            if self.interrupts > 1:
+                return
+            try:
+                self.aggregator.handle(self.results.get(timeout=TICK_S))
+            except queue.Empty:
+                pass
+            self._check_workers()
+            now = time.monotonic()
+            if now >= next_progress and self.aggregator.start_s is not None:
+                self.aggregator.close_intervals(time.time())
+                self.on_progress(self.aggregator.progress(time.time()))
+                next_progress = now + PROGRESS_EVERY_S
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.aggregator.handle(self.results.get_nowait())
+            except (queue.Empty, OSError, ValueError):
+                return
+
+    def _check_workers(self) -> None:
+        for wid, process in self.processes.items():
+            state = self.aggregator.workers[wid]
+            if state.status in ("done", "died", "hung"):
+                continue
+            if not process.is_alive():
+                self._drain()
+                if state.status != "done":
+                    state.status, state.detail = "died", f"exit code {process.exitcode}; its {state.users} users stopped"
+            elif time.monotonic() - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
+                state.status, state.detail = "hung", f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost"
+
+    def _all_settled(self, statuses: tuple[str, ...]) -> bool:
+        return all(self.aggregator.workers[w].status in statuses for w in self.processes)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.interrupts += 1
+        self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+        self.control.stop.set()
+        if self.interrupts > 1:
+            for process in self.processes.values():
+                if process.is_alive():
+                    process.kill()
+
+    def _reap(self) -> None:
+        for process in self.processes.values():
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=2.0)

@@ -1,0 +1,202 @@
+"""Profiles: TOML files of run settings, validated key by key and resolved with the flags into a RunPlan."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .client import parse_base_url
+from .errors import UsageError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+USER_PROFILE_DIR = Path(os.environ.get("AMANFLIX_STRESS_PROFILES", Path.home() / ".config" / "amanflix-stress"))
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(text) -> float:
+    """'90s', '10m', '1h', '1h30m' or a bare number of minutes (the seed's convention) -> seconds."""
+    if isinstance(text, bool):
+        raise ValueError("expected a duration like 90s, 10m or 1h")
+    if isinstance(text, (int, float)):
+        seconds = float(text) * 60.0
+    else:
+        value = str(text).strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            seconds = float(value) * 60.0
+        elif value and _DURATION.sub("", value) == "":
+            seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(value))
+        else:
+            raise ValueError(f"{text!r} is not a duration like 90s, 10m, 1h or a number of minutes")
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Option:
+    """One profile key: its check (value -> value, ValueError if wrong), default and one-line meaning."""
+
+    check: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+def number(low: float | None = None, high: float | None = None, integer: bool = False) -> Callable:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            raise ValueError(f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"from {low}" if high is None else f"from {low} to {high}"
+            raise ValueError(f"expected a value {bounds}, got {value!r}")
+        return value
+    return check
+
+
+def text(choices: tuple[str, ...] | None = None) -> Callable:
+    def check(value):
+        if not isinstance(value, str) or (choices and value not in choices):
+            raise ValueError(f"expected one of {', '.join(choices)}" if choices else "expected a string")
+        return value
+    return check
+
+
+def boolean(value):
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def url(value):
+    parse_base_url(text()(value))
+    return value
+
+
+def span(value):
+    if (not isinstance(value, list) or len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                               or v < 0 for v in value) or value[0] > value[1]):
+        raise ValueError(f"expected [low, high] seconds with 0 <= low <= high, got {value!r}")
+    return [float(v) for v in value]
+
+
+def duration(value):
+    parse_duration_s(value)
+    return value
+
+
+def request_list(value):
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected at least one [[requests]] table")
+    allowed = {"name", "method", "path", "weight", "query", "form", "json", "headers", "expect"}
+    for i, call in enumerate(value):
+        unknown = set(call) - allowed
+        if unknown or "path" not in call or not str(call["path"]).startswith("/"):
+            raise ValueError(f"request {i + 1}: needs path='/...' and only {', '.join(sorted(allowed))}")
+        call.setdefault("method", "GET")
+        number(0, None)(call.get("weight", 1))
+    return value
+
+
+SCHEMA: dict[str, dict[str, Option]] = {
+    "target": {
+        "base_url": Option(url, "http://127.0.0.1:5001", "the API's base URL (loopback or your own server)"),
+        "timeout_s": Option(number(0.1, 600), 30.0, "read timeout of every request, seconds"),
+        "connect_timeout_s": Option(number(0.1, 60), 3.0, "connect timeout of every request, seconds"),
+    },
+    "load": {
+        "users": Option(number(1, 100_000, integer=True), 10, "simulated users"),
+        "duration": Option(duration, "1m", "measured phase: 90s, 10m, 1h, or a number of minutes"),
+        "spawn_rate": Option(number(0.01, 100_000), 10.0, "users started per second during the ramp"),
+        "workers": Option(number(1, 1024, integer=True), os.cpu_count() or 1, "worker processes"),
+        "max_concurrent": Option(number(0, 100_000, integer=True), 0, "cap on requests in flight, 0 = none"),
+        "seed": Option(number(0, None, integer=True), 1, "seed of every random choice: a run is reproducible"),
+        "interval_s": Option(number(0.5, 3600), 5.0, "time-series interval, seconds"),
+    },
+    "behaviour": {
+        "kind": Option(text(("http", "amanflix")), "http", "http: the [[requests]] list; amanflix: journeys"),
+        "think_time_s": Option(span, [0.5, 1.5], "[low, high] pause between a user's actions, seconds"),
+        "setup_concurrency": Option(number(1, 1000, integer=True), 8, "user setups in flight per worker"),
+    },
+    "thresholds": {
+        "error_rate": Option(number(0, 1), None, "largest allowed share of failed requests (exit 1 above)"),
+    },
+}
+LIST_SECTIONS = {"requests": request_list}
+
+
+def defaults() -> dict:
+    return {section: {k: copy.deepcopy(o.default) for k, o in options.items()} for section, options in SCHEMA.items()}
+
+
+def find_profile(name_or_path: str) -> Path:
+    """A profile by path, or by name from the user's profile directory, then the shipped profiles/."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or os.sep in name_or_path:
+        if candidate.is_file():
+            return candidate
+        raise UsageError(f"--profile: no file {name_or_path}; give a path to a .toml file or a name from "
+                         "'amanflix-stress profiles'")
+    for folder in (USER_PROFILE_DIR, PROFILE_DIR):
+        path = folder / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    raise UsageError(f"--profile: no profile named {name_or_path!r}; 'amanflix-stress profiles' lists them")
+
+
+def load_profile(path: Path) -> dict:
+    """Read and validate a profile file; every error names the file and the key."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the profile: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: dict, where: str) -> dict:
+    """Defaults overlaid with the raw profile, every key checked."""
+    resolved = defaults()
+    for section, body in raw.items():
+        if section in LIST_SECTIONS:
+            try:
+                resolved[section] = LIST_SECTIONS[section](copy.deepcopy(body))
+            except ValueError as exc:
+                raise UsageError(f"{where}: [[{section}]]: {exc}") from None
+            continue
+        if section not in SCHEMA or not isinstance(body, dict):
+            allowed = ", ".join(sorted([*SCHEMA, *LIST_SECTIONS]))
+            raise UsageError(f"{where}: unknown section [{section}]; allowed sections: {allowed}")
+        for key, value in body.items():
+            resolved[section][key] = check_option(section, key, value, where)
+    return resolved
+
+
+def check_option(section: str, key: str, value, where: str):
+    option = SCHEMA[section].get(key)
+    if option is None:
+        allowed = ", ".join(sorted(SCHEMA[section]))
+        raise UsageError(f"{where}: [{section}] unknown key {key!r}; allowed keys: {allowed}")
+    try:
+        return option.check(value)
+    except ValueError as exc:
+        raise UsageError(f"{where}: [{section}] {key}: {exc}") from None
+
+
+def profile_purpose(path: Path) -> str:
+    """The one-line purpose a profile opens with (its first comment line)."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""

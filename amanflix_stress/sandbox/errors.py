@@ -1,0 +1,78 @@
+"""Error responses shaped like upstream's: 404 JSON, Werkzeug HTML for 405/415, debugger-style HTML 500 pages."""
+
+from __future__ import annotations
+
+import html
+import traceback
+
+from flask import Response, jsonify
+from werkzeug.exceptions import HTTPException, NotFound
+
+from .storage import count_unhandled_lock, endpoint_name
+
+NOT_FOUND = {"error": "The page you're looking for seems to have vanished into thin air.", "error_reason": "not_found"}
+
+DEBUG_PAGE = """<!doctype html>
+<html lang=en>
+  <head>
+    <title>{title} // Werkzeug Debugger</title>
+  </head>
+  <body style="background-color: #fff">
+    <div class="debugger">
+<h1>{exc_type}</h1>
+<div class="detail">
+  <p class="errormsg">{title}</p>
+</div>
+<h2 class="traceback">Traceback <em>(most recent call last)</em></h2>
+<pre>{traceback}</pre>
+<div class="pin-prompt">
+  <div class="inner">
+    <h3>Console Locked</h3>
+    <p>
+      The console is locked and needs to be unlocked by entering the PIN.
+      You can find the PIN printed out on the standard output of your
+      shell that runs the server.
+    </p>
+  </div>
+</div>
+<div class="footer">
+  Brought to you by <strong class="arthur">DON'T PANIC</strong>, your
+  friendly Werkzeug powered traceback interpreter.
+</div>
+    </div>
+  </body>
+</html>
+"""
+
+
+def exception_title(exc: BaseException) -> str:
+    """'module.Class: message' on one line, as the Werkzeug debugger titles it (builtins unqualified)."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    message = " ".join(str(exc).split())
+    return f"{name}: {message}" if message else name
+
+
+def debug_page(exc: BaseException) -> Response:
+    """HTTP 500 with a Werkzeug-debugger-like HTML page naming the exception."""
+    title = html.escape(exception_title(exc))
+    body = DEBUG_PAGE.format(title=title, exc_type=html.escape(type(exc).__name__),
+                             traceback=html.escape("".join(traceback.format_exception(exc))))
+    return Response(body, status=500, mimetype="text/html")
+
+
+def not_found(_exc) -> Response:
+    return jsonify(NOT_FOUND), 404
+
+
+def unhandled(exc: Exception):
+    """Turn an unhandled exception into the debugger page; HTTP errors keep Werkzeug's own pages."""
+    if isinstance(exc, HTTPException):
+        return exc.get_response()
+    count_unhandled_lock(exc, endpoint_name())
+    return debug_page(exc)
+
+
+def register(app) -> None:
+    app.register_error_handler(NotFound, not_found)
+    app.register_error_handler(Exception, unhandled)

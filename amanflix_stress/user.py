@@ -1,0 +1,83 @@
+"""Simulated users: the seam every behaviour plugs into, and the plain weighted-list-of-calls user."""
+from __future__ import annotations
+
+import importlib
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .client import HttpClient
+
+# Behaviours are named in the plan as import paths, so a plan stays plain, picklable data.
+BEHAVIOURS = {
+    "http": "amanflix_stress.user:HttpListUser",
+    "amanflix": "amanflix_stress.journeys:AmanflixUser",
+}
+
+
+@dataclass
+class UserContext:
+    """What a worker hands each simulated user."""
+
+    index: int  # global user index, unique across workers and hosts
+    worker_id: int
+    run_id: str
+    base_url: str
+    settings: dict  # the behaviour's settings from the profile (plain data)
+    shared: dict  # run-wide data prepared once by the behaviour's prepare_run (e.g. the catalog)
+    stop: threading.Event
+    rng: random.Random
+    new_client: Callable[[], HttpClient]
+    extra: dict = field(default_factory=dict)
+
+    def sleep(self, seconds: float) -> bool:
+        """Think time that a stop interrupts: True if the user should go on."""
+        return not self.stop.wait(max(0.0, seconds))
+
+    def think(self) -> bool:
+        low, high = self.settings.get("think_time_s", (0.0, 0.0))
+        return self.sleep(self.rng.uniform(low, high))
+
+
+class User:
+    """A simulated user: setup before the measured phase, then `step` until stopped, then teardown."""
+
+    def __init__(self, ctx: UserContext) -> None:
+        self.ctx = ctx
+        self.client = ctx.new_client()
+
+    def setup(self) -> bool:
+        """Prepare before the measured phase; False drops this user (the reason is recorded as a Sample)."""
+        return True
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        """Leave the target as found (end sessions, ...); runs after the stop."""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def behaviour_class(name: str) -> type[User]:
+    """The User class a plan names, by short name or 'module:Class'."""
+    module_name, _, class_name = BEHAVIOURS.get(name, name).partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class HttpListUser(User):
+    """Picks one call from the profile's weighted list, sends it, thinks, and repeats."""
+
+    def __init__(self, ctx: UserContext) -> None:
+        super().__init__(ctx)
+        self.calls = ctx.settings["requests"]
+        self.weights = [c.get("weight", 1) for c in self.calls]
+
+    def step(self) -> None:
+        call = self.ctx.rng.choices(self.calls, self.weights)[0]
+        self.client.call(call.get("name") or f"{call['method']} {call['path']}", call["method"], call["path"],
+                         query=call.get("query"), form=call.get("form"), json=call.get("json"),
+                         headers=call.get("headers"), expect=call.get("expect") or range(200, 400))
+        self.ctx.think()

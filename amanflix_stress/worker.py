@@ -1,0 +1,156 @@
+"""A worker: runs its share of the simulated users on threads and ships batched stats over a queue."""
+from __future__ import annotations
+
+import collections
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+
+from .client import HttpClient, InflightGauge
+from .sample import Sample
+from .stats import Stats
+from .user import User, UserContext, behaviour_class
+
+BATCH_S = 1.0  # how often a worker ships its stats: the aggregator's freshness vs queue traffic
+TICK_S = 0.1  # how often the worker looks at the stop flag and its deadline
+SETUP_PHASE, RUN_PHASE, TEARDOWN_PHASE = "setup", "run", "teardown"
+
+
+def run_worker(share: dict, results, control) -> None:
+    """Run one worker's share of the plan. `share` is plain data; `results` has put(); `control` see LocalControl."""
+    Worker(share, results, control).run()
+
+
+class Worker:
+    """One worker's users, their threads, and the batches it ships."""
+
+    def __init__(self, share: dict, results, control) -> None:
+        self.share, self.results, self.control = share, results, control
+        self.id = share["worker_id"]
+        self.stop = threading.Event()
+        self.pending: collections.deque[Sample] = collections.deque()
+        self.gauge = InflightGauge()
+        self.active_users = 0
+        self.start_s = 0.0
+        self.threads: list[threading.Thread] = []
+
+    def run(self) -> None:
+        self.send("hello", {"pid": os.getpid(), "host": socket.gethostname(), "users": len(self.share["users"])})
+        users = [self.make_user(index) for index, _offset in self.share["users"]]
+        ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in users], self.share["setup_timeout_s"])
+        users = [u for u, ok in zip(users, ready) if ok is True]
+        self.send("ready", {"users_ready": len(users), "users_dropped": len(ready) - len(users)})
+        self.start_s = self.wait_go()
+        if self.start_s is not None:
+            self.run_users(users)
+        self.stop.set()
+        self.run_phase(TEARDOWN_PHASE, [(u, u.teardown) for u in users], self.share["teardown_timeout_s"])
+        for user in users:
+            user.close()
+        self.send("done", {"users": len(users), "hung_users": sum(t.is_alive() for t in self.threads)})
+
+    def make_user(self, index: int) -> User:
+        share = self.share
+        ctx = UserContext(index=index, worker_id=self.id, run_id=share["run_id"], base_url=share["base_url"],
+                          settings=share["settings"], shared=share.get("shared", {}), stop=self.stop,
+                          rng=random.Random(f"{share['seed']}:{index}"), new_client=lambda: self.new_client(index))
+        return behaviour_class(share["behaviour"])(ctx)
+
+    def new_client(self, index: int) -> HttpClient:
+        return HttpClient(self.share["base_url"], index, self.pending.append, timeout_s=self.share["timeout_s"],
+                          connect_timeout_s=self.share["connect_timeout_s"], gauge=self.gauge,
+                          limiter=getattr(self.control, "limiter", None))
+
+    def wait_go(self) -> float | None:
+        """Block until the coordinator says go (returns the shared start time) or stop (returns None)."""
+        next_heartbeat = time.monotonic() + BATCH_S
+        while not self.control.stop.is_set():
+            start_s = self.control.wait_go(TICK_S)
+            if start_s is not None:
+                return start_s
+            if time.monotonic() >= next_heartbeat:  # an empty batch tells the coordinator this worker lives
+                self.flush(SETUP_PHASE)
+                next_heartbeat += BATCH_S
+        return None
+
+    def run_users(self, users: list[User]) -> None:
+        deadline = time.monotonic() + self.share["duration_s"] - (time.time() - self.start_s)
+        offsets = sorted(zip((o for _i, o in self.share["users"]), users), key=lambda pair: pair[0])
+        next_flush = time.monotonic() + BATCH_S
+        while not self.control.stop.is_set() and time.monotonic() < deadline:
+            while offsets and time.time() >= self.start_s + offsets[0][0]:
+                self.start_user(offsets.pop(0)[1])
+            if time.monotonic() >= next_flush:
+                self.flush(RUN_PHASE)
+                next_flush += BATCH_S
+            self.stop.wait(TICK_S)
+        self.stop.set()
+        join_until = time.monotonic() + self.share["timeout_s"] + 2 * TICK_S
+        for thread in self.threads:
+            thread.join(max(0.0, join_until - time.monotonic()))
+        self.flush(RUN_PHASE)
+
+    def start_user(self, user: User) -> None:
+        thread = threading.Thread(target=self.user_loop, args=(user,), daemon=True, name=f"user-{user.ctx.index}")
+        self.active_users += 1
+        self.threads.append(thread)
+        thread.start()
+
+    def user_loop(self, user: User) -> None:
+        try:
+            while not self.stop.is_set():
+                user.step()
+        except Exception:
+            self.send("crash", traceback.format_exc())
+        finally:
+            self.active_users -= 1
+
+    def run_phase(self, phase: str, jobs: list, timeout_s: float) -> list:
+        """Run setup or teardown jobs on a bounded number of threads; a job's result, or None if it never ended."""
+        results: list = [None] * len(jobs)
+        slots = threading.Semaphore(self.share["setup_concurrency"])
+
+        def run_one(position: int, fn) -> None:
+            try:
+                results[position] = fn()
+            except Exception:
+                results[position] = False
+                self.send("crash", traceback.format_exc())
+            finally:
+                slots.release()
+
+        threads = []
+        for position, (_user, fn) in enumerate(jobs):
+            while not slots.acquire(timeout=TICK_S):
+                self.flush(phase)
+            threads.append(threading.Thread(target=run_one, args=(position, fn), daemon=True))
+            threads[-1].start()
+        until = time.monotonic() + timeout_s
+        for thread in threads:
+            while thread.is_alive() and time.monotonic() < until:
+                thread.join(min(BATCH_S, max(0.0, until - time.monotonic())))
+                self.flush(phase)
+        self.flush(phase)
+        return results
+
+    def flush(self, phase: str) -> None:
+        """Ship what was measured since the last flush, grouped by time-series interval."""
+        samples = [self.pending.popleft() for _ in range(len(self.pending))]
+        by_interval: dict[int, list[Sample]] = {}
+        interval_s = self.share["interval_s"]
+        for sample in samples:
+            index = int((sample.start_s - self.start_s) // interval_s) if phase == RUN_PHASE else -1
+            by_interval.setdefault(max(index, 0) if phase == RUN_PHASE else -1, []).append(sample)
+        batches = []
+        for index, group in by_interval.items():
+            stats = Stats()
+            stats.add_samples(group)
+            batches.append([index, stats.to_plain()])
+        self.send("batch", {"phase": phase, "intervals": batches, "active_users": self.active_users,
+                            "inflight": self.gauge.value, "cpu_s": time.process_time(), "wall_s": time.time()})
+
+    def send(self, kind: str, payload) -> None:
+        self.results.put((kind, self.id, payload))

@@ -1,0 +1,79 @@
+"""A tiny threaded HTTP server on 127.0.0.1, port 0, that counts what it served: the engine tests' target."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+class CountingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.first_load_request = threading.Event()  # the reachability check's GET / does not count
+        self.release = threading.Event()  # /hang waits on it
+        self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def count(self, route: str) -> None:
+        with self.lock:
+            self.counts[route] = self.counts.get(route, 0) + 1
+        if route != "/":
+            self.first_load_request.set()
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.counts.values())
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        route = parts.path
+        self.server.count(route)
+        query = parse_qs(parts.query)
+        if route == "/drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if route == "/delay":
+            time.sleep(float(query.get("ms", ["50"])[0]) / 1000.0)  # the server's own fixed delay
+        if route == "/hang":
+            self.server.release.wait(30)
+        status = 500 if route == "/500" else 200
+        body = b'{"error": "boom 123"}' if status == 500 else b'{"ok": true}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass

@@ -1,0 +1,59 @@
+import socket
+
+import pytest
+
+from amanflix_stress.client import HttpClient, parse_base_url
+
+
+def make_client(url, samples, timeout_s=2.0):
+    return HttpClient(url, 7, samples.append, timeout_s=timeout_s, connect_timeout_s=1.0)
+
+
+def test_a_fast_request_yields_one_ok_sample_with_its_template_name(server):
+    samples = []
+    reply = make_client(server.url, samples).call("GET /api/movies/{id}", "GET", "/delay", query={"ms": 20})
+    assert reply.status == 200 and reply.json() == {"ok": True}
+    (s,) = samples
+    assert s.name == "GET /api/movies/{id}" and s.error == "" and s.user == 7
+    assert 20_000 <= s.latency_us < 2_000_000
+
+
+def test_a_500_is_data_with_the_body_message(server):
+    samples = []
+    reply = make_client(server.url, samples).call("GET /500", "GET", "/500")
+    assert reply.status == 500 and reply.error == "http_5xx"
+    assert samples[0].error == "http_5xx" and "boom 123" in samples[0].message
+
+
+def test_a_dropped_connection_is_a_read_error(server):
+    samples = []
+    make_client(server.url, samples).call("GET /drop", "GET", "/drop")
+    assert samples[0].error == "read" and samples[0].status == 0
+
+
+def test_a_hanging_server_gives_a_timeout_sample(server):
+    samples = []
+    make_client(server.url, samples, timeout_s=0.3).call("GET /hang", "GET", "/hang")
+    assert samples[0].error == "timeout"
+    assert samples[0].latency_us < 2_000_000
+
+
+def test_connection_refused_is_a_connect_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    samples = []
+    make_client(f"http://127.0.0.1:{port}", samples).call("GET /", "GET", "/")
+    assert samples[0].error == "connect"
+
+
+def test_a_check_can_fail_a_200(server):
+    samples = []
+    make_client(server.url, samples).call("GET /ok", "GET", "/ok", check=lambda r: ("lost_update", "stale echo"))
+    assert samples[0].error == "lost_update" and samples[0].message == "stale echo"
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:5001", "ftp://x", "http://", "http://h:99999"])
+def test_bad_base_urls_are_refused_with_a_reason(bad):
+    with pytest.raises(ValueError):
+        parse_base_url(bad)

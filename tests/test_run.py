@@ -1,0 +1,142 @@
+"""End to end: the real CLI, real worker processes, a real loopback server."""
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from amanflix_stress.cli import main
+from helpers import read_report, start_cli, worker_pids
+
+pytestmark = pytest.mark.slow
+
+
+def fast_profile(tmp_path, server, path="/ok", think="[0.0, 0.01]"):
+    profile = tmp_path / "p.toml"
+    profile.write_text(f"""# test profile: fast loop against the counting server
+[target]
+base_url = "{server.url}"
+timeout_s = 2
+[behaviour]
+think_time_s = {think}
+[[requests]]
+name = "GET /ok"
+path = "{path}"
+""")
+    return str(profile)
+
+
+def test_two_workers_report_exactly_what_the_server_counted(tmp_path, server, capsys):
+    report = tmp_path / "r.json"
+    code = main(["run", "--profile", fast_profile(tmp_path, server), "--users", "6", "--workers", "2",
+                 "--duration", "2s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    assert code == 0
+    data = read_report(report)
+    assert data["totals"]["requests"] == server.counts["/ok"] > 50
+    assert server.counts["/"] == 1  # the reachability check before the start, not measured
+    assert [w["status"] for w in data["workers"]] == ["done", "done"]
+    assert data["endpoints"][0]["name"] == "GET /ok"
+    out = capsys.readouterr().out
+    assert "ENDPOINTS" in out and "TOTALS" in out and "PASS" in out
+    lines = (tmp_path / "r.timeseries.jsonl").read_text().splitlines()
+    assert lines and '"requests"' in lines[0]
+
+
+def test_failures_are_grouped_in_the_error_table_and_breach_the_threshold(tmp_path, server, capsys):
+    profile = fast_profile(tmp_path, server, path="/500")
+    with open(profile, "a") as f:
+        f.write("[thresholds]\nerror_rate = 0.5\n")
+    report = tmp_path / "r.json"
+    code = main(["run", "--profile", profile, "--users", "2", "--workers", "1", "--duration", "1s",
+                 "--report-json", str(report), "--quiet"])
+    data = read_report(report)
+    assert code == 1
+    (group,) = data["errors"]
+    assert group["class"] == "http_5xx" and group["count"] == data["totals"]["requests"]
+    assert "boom N" == group["message"] and group["endpoints"] == {"GET /ok": group["count"]}
+    assert "FAIL: error rate 100.00% > allowed 50.00%" in capsys.readouterr().out
+
+
+def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
+    report = tmp_path / "r.json"
+    main(["run", "--profile", fast_profile(tmp_path, server, path="/delay"), "--users", "8", "--workers", "2",
+          "--duration", "2s", "--max-concurrent", "2", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    data = read_report(report)
+    # the server delays 50 ms, so two slots allow at most ~40 requests a second
+    assert data["totals"]["requests"] <= 2 * 2 / 0.05 + 4
+    assert data["totals"]["requests"] > 10
+
+
+def test_a_hanging_target_still_ends_on_time(tmp_path, server):
+    report = tmp_path / "r.json"
+    started = time.monotonic()
+    code = main(["run", "--profile", fast_profile(tmp_path, server, path="/hang"), "--users", "2", "--workers", "1",
+                 "--duration", "1s", "--timeout", "0.5", "--report-json", str(report), "--quiet"])
+    assert time.monotonic() - started < 15
+    data = read_report(report)
+    assert data["error_classes"]["timeout"] >= 2 and code == 0
+
+
+def test_sigterm_mid_run_still_writes_the_report(tmp_path, server):
+    report = tmp_path / "r.json"
+    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "4", "--workers", "2",
+                     "--duration", "60s", "--report-json", str(report))
+    assert server.first_load_request.wait(30)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    data = read_report(report)
+    assert data["meta"]["interrupted"] and data["meta"]["stop_reason"] == "terminated"
+    assert data["totals"]["requests"] == server.counts["/ok"]
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_gracefully(tmp_path, server):
+    report = tmp_path / "r.json"
+    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "2", "--workers", "1",
+                     "--duration", "60s", "--report-json", str(report))
+    assert server.first_load_request.wait(30)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert read_report(report)["meta"]["stop_reason"] == "interrupted"
+
+
+def test_a_worker_killed_with_sigkill_is_named_in_the_report(tmp_path, server):
+    report = tmp_path / "r.json"
+    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "4", "--workers", "2",
+                     "--duration", "4s", "--report-json", str(report))
+    assert server.first_load_request.wait(30)
+    victim = worker_pids(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 1
+    data = read_report(report)
+    dead = [w for w in data["workers"] if w["status"] == "died"]
+    assert len(dead) == 1 and dead[0]["pid"] == victim and "exit code -9" in dead[0]["detail"]
+    assert "WORKER PROBLEMS" in out
+
+
+def test_unreachable_target_is_one_line_within_3_s_and_exit_3(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    assert main(["run", "--base-url", f"http://127.0.0.1:{port}", "--duration", "1s"]) == 3
+    assert time.monotonic() - started < 3.5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreachable" in err
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--users", "-5"], "--users"),
+    (["--duration", "abc"], "--duration"),
+    (["--base-url", "127.0.0.1:5001"], "--base-url"),
+    (["--spawn-rate", "0"], "--spawn-rate"),
+    (["--bogus"], "--bogus"),
+])
+def test_bad_flags_are_one_line_naming_the_flag_and_exit_2(flags, named, capsys):
+    assert main(["run", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and "Traceback" not in err
