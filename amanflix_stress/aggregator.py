@@ -75,6 +75,7 @@ class Aggregator:
         self.start_s: float | None = None
         self.workers: dict[int, WorkerState] = {}
         self.crashes: list[str] = []
+        self.counters: dict[str, int] = {}  # behaviour counters summed over the workers' users
         self.last_interval_row: dict | None = None
 
     def begin(self, start_s: float) -> None:
@@ -103,6 +104,8 @@ class Aggregator:
         elif kind == "done":
             state.status = "done"
             state.active_users = state.inflight = 0
+            for key, count in payload.get("counters", {}).items():
+                self.counters[key] = self.counters.get(key, 0) + count
             if payload.get("hung_users"):
                 state.detail = f"{payload['hung_users']} user threads did not stop in time"
 

@@ -25,6 +25,7 @@ class Reply:
     body: bytes
     content_type: str
     error: str = ""
+    latency_us: int = 0
 
     def json(self):
         """The body as JSON, or None when it is not JSON."""
@@ -35,7 +36,7 @@ class Reply:
 
 
 class InflightGauge:
-    """Requests in flight in one worker process, for the Sample's `inflight` field."""
+    """Writes (non-GET requests) in flight in one worker process, for the Sample's `inflight` field."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,6 +50,19 @@ class InflightGauge:
     def __exit__(self, *exc) -> None:
         with self._lock:
             self.value -= 1
+
+
+class _Unmeasured:
+    """Reads do not count as writes in flight."""
+
+    def __enter__(self) -> int:
+        return 0
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+_NO_GAUGE = _Unmeasured()
 
 
 def parse_base_url(base_url: str) -> tuple[str, str, int, str]:
@@ -91,10 +105,11 @@ class HttpClient:
                 self.limiter.release()
         error, message = _judge(reply, expect, check)
         self.record(sample._replace(error=error, message=message) if error else sample)
-        return reply if reply.error == error else Reply(reply.status, reply.body, reply.content_type, error)
+        return reply if reply.error == error else Reply(reply.status, reply.body, reply.content_type, error,
+                                                        reply.latency_us)
 
     def _send(self, name, method, url, body, headers, wait_start_ns) -> tuple[Reply, Sample]:
-        with self.gauge as inflight:
+        with (self.gauge if method != "GET" else _NO_GAUGE) as inflight:
             start_s, start_ns = time.time(), time.perf_counter_ns()
             try:
                 response = self.pool.urlopen(method, url, body=body, headers=headers, redirect=False,
@@ -104,9 +119,10 @@ class HttpClient:
                 error, message = classify_exception(exc)
                 reply = Reply(0, message.encode(), "text/plain", error)
             end_ns = time.perf_counter_ns()
+        latency_us = (end_ns - start_ns) // 1000
+        reply = Reply(reply.status, reply.body, reply.content_type, reply.error, latency_us)
         sample = Sample(name, reply.status, reply.error, reply.body.decode() if reply.error else "",
-                        (end_ns - start_ns) // 1000, start_s, self.user,
-                        max(0, start_ns - wait_start_ns) // 1000, inflight)
+                        latency_us, start_s, self.user, max(0, start_ns - wait_start_ns) // 1000, inflight)
         return reply, sample
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def number(low: float | None = None, high: float | None = None, integer: bool = 
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             raise ValueError(f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"from {low}" if high is None else f"from {low} to {high}"
+            bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
             raise ValueError(f"expected a value {bounds}, got {value!r}")
         return value
     return check
@@ -106,6 +107,45 @@ def request_list(value):
     return value
 
 
+ENDPOINT_LIMITS = {"p95_ms": number(0, None), "p99_ms": number(0, None), "error_rate": number(0, 1),
+                   "min_rps": number(0, None)}
+
+
+class NestedValueError(ValueError):
+    """A wrong value one table deeper than section.key: carries the sub-table's name for the message."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def class_limits(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("expected a table of error class = largest allowed share, e.g. { lost_update = 0 }")
+    for name, limit in value.items():
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise NestedValueError("", f"{name!r} is not an error class name (lowercase letters, digits, _)")
+        try:
+            number(0, 1)(limit)
+        except ValueError as exc:
+            raise NestedValueError("", f"{name}: {exc} (a share of requests: 0 = none allowed)") from None
+    return value
+
+
+def endpoint_limits(value) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError('expected tables like [thresholds.endpoints."GET /api/movies"] with p95_ms = 500')
+    for name, limits in value.items():
+        for key, limit in limits.items():
+            if key not in ENDPOINT_LIMITS:
+                raise NestedValueError(f'"{name}"', f"unknown key {key!r}; allowed keys: {', '.join(ENDPOINT_LIMITS)}")
+            try:
+                ENDPOINT_LIMITS[key](limit)
+            except ValueError as exc:
+                raise NestedValueError(f'"{name}"', f"{key}: {exc}") from None
+    return value
+
+
 SCHEMA: dict[str, dict[str, Option]] = {
     "target": {
         "base_url": Option(url, "http://127.0.0.1:5001", "the API's base URL (loopback or your own server)"),
@@ -126,8 +166,51 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "think_time_s": Option(span, [0.5, 1.5], "[low, high] pause between a user's actions, seconds"),
         "setup_concurrency": Option(number(1, 1000, integer=True), 8, "user setups in flight per worker"),
     },
+    "journeys": {
+        "read_share": Option(number(0, 1), 0.7, "share of a user's actions that are reads (the rest are writes)"),
+        "watch_history_share": Option(number(0, 1), 0.8, "share of writes that are watch-history updates"),
+        "mylist_share": Option(number(0, 1), 0.15, "share of writes that add, remove or check my-list items"),
+        "profile_update_share": Option(number(0, 1), 0.05, "share of writes that update the profile"),
+        "heartbeat_every_s": Option(number(0, 3600), 30.0, "analytics heartbeat cadence, seconds (0 = none)"),
+        "dual_session_share": Option(number(0, 1), 0.1, "share of accounts used by two sessions at once"),
+    },
+    "watch_history": {
+        "focus": Option(boolean, False, "nearly every action is a watch-history write (db-stress)"),
+        "rapid_update_chance": Option(number(0, 1), 0.3, "chance an update is followed by rapid updates"),
+        "rapid_updates": Option(span, [2, 4], "[low, high] count of rapid follow-up updates"),
+        "rapid_gap_s": Option(span, [0.1, 0.9], "[low, high] gap between rapid updates, seconds (< 1 s)"),
+        "burst_every_s": Option(number(0, 86400), 0.0, "a burst of same-content writes every N s (0 = none)"),
+        "burst_share": Option(number(0, 1), 0.5, "share of users that join each burst"),
+    },
+    "detection": {
+        "readback_share": Option(number(0, 1), 0.2, "share of acknowledged writes read back to verify them"),
+        "lock_wait_s": Option(number(0, 600), 5.0, "the server's SQLite busy timeout: writes this slow waited on a lock"),
+        "lock_wait_tolerance_s": Option(number(0, 60), 0.6, "how close to lock_wait_s counts as the lock-wait signature"),
+        "verify_at_end": Option(boolean, True, "compare each user's last acknowledged write with the server"),
+    },
+    "accounts": {
+        "prefix": Option(text(), "amfx", "test account names start with this, then the run id"),
+        "setup_retries": Option(number(0, 10, integer=True), 2, "retries of registration, login, catalog calls"),
+        "cleanup": Option(boolean, True, "delete every account the run created at the end"),
+        "admin_username_env": Option(text(), "AMANFLIX_ADMIN_USER", "environment variable holding the admin name"),
+        "admin_password_env": Option(text(), "AMANFLIX_ADMIN_PASSWORD", "environment variable holding its password"),
+    },
+    "reporting": {
+        "report_dir": Option(text(), "", "put each run in a timestamped folder here ('' = a single JSON report)"),
+        "keep": Option(number(0, 100_000, integer=True), 0, "run folders kept in report_dir, newest first (0 = all)"),
+        "html": Option(boolean, True, "write report.html in the run folder (needs the html extra: matplotlib)"),
+        "junit": Option(text(), "", "write JUnit XML here, one test case per threshold ('' = none)"),
+        "baseline": Option(text(), "", "compare with: '' nothing, 'previous' run in report_dir, or a report.json"),
+        "regression_pct": Option(number(0, 100_000), 25.0, "an endpoint whose p95 grew by more than this % regressed"),
+    },
     "thresholds": {
         "error_rate": Option(number(0, 1), None, "largest allowed share of failed requests (exit 1 above)"),
+        "p95_ms": Option(number(0, None), None, "largest allowed P95 latency of all requests, ms"),
+        "p99_ms": Option(number(0, None), None, "largest allowed P99 latency of all requests, ms"),
+        "min_throughput_rps": Option(number(0, None), None, "smallest allowed throughput of the run, requests/s"),
+        "error_classes": Option(class_limits, {}, "largest allowed share of requests per error class, "
+                                "e.g. { lost_update = 0, db_locked = 0.01 }"),
+        "endpoints": Option(endpoint_limits, {}, "per endpoint: p95_ms, p99_ms, error_rate, min_rps"),
     },
 }
 LIST_SECTIONS = {"requests": request_list}
@@ -174,22 +257,51 @@ def validate(raw: dict, where: str) -> dict:
                 raise UsageError(f"{where}: [[{section}]]: {exc}") from None
             continue
         if section not in SCHEMA or not isinstance(body, dict):
-            allowed = ", ".join(sorted([*SCHEMA, *LIST_SECTIONS]))
-            raise UsageError(f"{where}: unknown section [{section}]; allowed sections: {allowed}")
+            raise UsageError(f"{where}: {misplaced(section)}")
         for key, value in body.items():
             resolved[section][key] = check_option(section, key, value, where)
+    check_together(resolved, where)
     return resolved
+
+
+WRITE_SHARES = ("watch_history_share", "mylist_share", "profile_update_share")
+
+
+def check_together(resolved: dict, where: str) -> None:
+    """Values each fine alone but impossible together."""
+    total = sum(resolved["journeys"][k] for k in WRITE_SHARES)
+    if total > 1 + 1e-9:
+        raise UsageError(f"{where}: [journeys] {' + '.join(WRITE_SHARES)} = {total:g}: these split the writes, "
+                         "so they must add up to at most 1")
 
 
 def check_option(section: str, key: str, value, where: str):
     option = SCHEMA[section].get(key)
     if option is None:
         allowed = ", ".join(sorted(SCHEMA[section]))
-        raise UsageError(f"{where}: [{section}] unknown key {key!r}; allowed keys: {allowed}")
+        raise UsageError(f"{where}: [{section}] unknown key {key!r}{did_you_mean(key, SCHEMA[section])}; "
+                         f"allowed keys: {allowed}")
     try:
         return option.check(value)
+    except NestedValueError as exc:
+        table = ".".join(p for p in (section, key, exc.path) if p)
+        raise UsageError(f"{where}: [{table}] {exc}") from None
     except ValueError as exc:
         raise UsageError(f"{where}: [{section}] {key}: {exc}") from None
+
+
+def did_you_mean(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def misplaced(name: str) -> str:
+    """The message for a top-level name that is not a known section (often a key written outside its section)."""
+    owners = [section for section, options in SCHEMA.items() if name in options]
+    if owners:
+        return f"key {name!r} must be inside its section: put it under [{owners[0]}]"
+    allowed = ", ".join(sorted([*SCHEMA, *LIST_SECTIONS]))
+    return f"unknown section [{name}]{did_you_mean(name, [*SCHEMA, *LIST_SECTIONS])}; allowed sections: {allowed}"
 
 
 def profile_purpose(path: Path) -> str:
@@ -200,3 +312,13 @@ def profile_purpose(path: Path) -> str:
         if line.strip():
             break
     return ""
+
+
+def list_profiles() -> list[dict]:
+    """Every profile the user can name: the user's directory first (it shadows a shipped one of the same name)."""
+    found: dict[str, dict] = {}
+    for folder, source in ((USER_PROFILE_DIR, "user"), (PROFILE_DIR, "shipped")):
+        for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:
+            found.setdefault(path.stem, {"name": path.stem, "path": str(path), "source": source,
+                                         "purpose": profile_purpose(path)})
+    return sorted(found.values(), key=lambda row: row["name"])

@@ -13,4 +13,4 @@ class Sample(NamedTuple):
     start_s: float  # wall-clock epoch seconds at the actual send (for timelines only)
     user: int  # global index of the simulated user
     wait_us: int = 0  # open model only: from the intended start to the actual send
-    inflight: int = 0  # requests in flight in this worker when this one was sent
+    inflight: int = 0  # writes (non-GET requests) in flight in this worker when this one was sent

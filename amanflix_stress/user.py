@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import random
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .client import HttpClient
@@ -29,7 +29,7 @@ class UserContext:
     stop: threading.Event
     rng: random.Random
     new_client: Callable[[], HttpClient]
-    extra: dict = field(default_factory=dict)
+    start_s: float = 0.0  # wall-clock start of the measured phase, the same in every worker
 
     def sleep(self, seconds: float) -> bool:
         """Think time that a stop interrupts: True if the user should go on."""
@@ -56,6 +56,10 @@ class User:
 
     def teardown(self) -> None:
         """Leave the target as found (end sessions, ...); runs after the stop."""
+
+    def counters(self) -> dict[str, int]:
+        """Behaviour-specific counts (accounts created, deleted, ...) summed over all users into the report."""
+        return {}
 
     def close(self) -> None:
         self.client.close()

@@ -39,18 +39,24 @@ class Worker:
 
     def run(self) -> None:
         self.send("hello", {"pid": os.getpid(), "host": socket.gethostname(), "users": len(self.share["users"])})
-        users = [self.make_user(index) for index, _offset in self.share["users"]]
-        ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in users], self.share["setup_timeout_s"])
-        users = [u for u, ok in zip(users, ready) if ok is True]
+        everyone = [self.make_user(index) for index, _offset in self.share["users"]]
+        ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], self.share["setup_timeout_s"])
+        users = [u for u, ok in zip(everyone, ready) if ok is True]
         self.send("ready", {"users_ready": len(users), "users_dropped": len(ready) - len(users)})
         self.start_s = self.wait_go()
         if self.start_s is not None:
+            for user in users:
+                user.ctx.start_s = self.start_s
             self.run_users(users)
         self.stop.set()
         self.run_phase(TEARDOWN_PHASE, [(u, u.teardown) for u in users], self.share["teardown_timeout_s"])
-        for user in users:
+        counters: dict[str, int] = {}
+        for user in everyone:  # dropped users count too: they may have created accounts
+            for key, count in user.counters().items():
+                counters[key] = counters.get(key, 0) + count
             user.close()
-        self.send("done", {"users": len(users), "hung_users": sum(t.is_alive() for t in self.threads)})
+        self.send("done", {"users": len(users), "hung_users": sum(t.is_alive() for t in self.threads),
+                           "counters": counters})
 
     def make_user(self, index: int) -> User:
         share = self.share
@@ -78,7 +84,8 @@ class Worker:
 
     def run_users(self, users: list[User]) -> None:
         deadline = time.monotonic() + self.share["duration_s"] - (time.time() - self.start_s)
-        offsets = sorted(zip((o for _i, o in self.share["users"]), users), key=lambda pair: pair[0])
+        offset_of = dict((index, offset) for index, offset in self.share["users"])
+        offsets = sorted(((offset_of[u.ctx.index], u) for u in users), key=lambda pair: pair[0])
         next_flush = time.monotonic() + BATCH_S
         while not self.control.stop.is_set() and time.monotonic() < deadline:
             while offsets and time.time() >= self.start_s + offsets[0][0]:
