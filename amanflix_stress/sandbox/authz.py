@@ -121,7 +121,7 @@ def _guard_db(fn, prefix: str = ""):
         return fn()
     except SQLAlchemyError as exc:
         if is_locked(exc):
-            sandbox().store._count_lock(exc, endpoint_name() + " (token check)")
+            sandbox().store.count_lock(exc, endpoint_name() + " (token check)")
         raise AuthFailure(prefix + "auth_error") from None
 
 

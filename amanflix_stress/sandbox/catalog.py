@@ -117,8 +117,9 @@ class Catalog:
     @classmethod
     def load(cls, engine) -> "Catalog":
         with engine.connect() as conn:
-            movies = [movie_json(r) for r in conn.execute(select(schema.movie).order_by(schema.movie.c.id)).mappings()]
-            shows = [show_json(r, conn) for r in conn.execute(select(schema.tvshow).order_by(schema.tvshow.c.show_id)).mappings()]
+            movie_records = conn.execute(select(schema.movie).order_by(schema.movie.c.id)).mappings().all()
+            show_records = conn.execute(select(schema.tvshow).order_by(schema.tvshow.c.show_id)).mappings().all()
+            movies, shows = [movie_json(r) for r in movie_records], [show_json(r, conn) for r in show_records]
         return cls(movies, shows)
 
     def episodes(self, show_id: int) -> list[dict]:

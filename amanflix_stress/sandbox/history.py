@@ -16,6 +16,7 @@ from .progress import W, latest_by_title, record_json, show_progress, summary, u
 from .storage import db, endpoint_name, sandbox
 
 bp = Blueprint("history", __name__, url_prefix="/api/watch-history")
+INVALID_WATCH_ID = {"message": "Invalid watch ID format"}
 WATCH_ID = re.compile(r"^(?:m-(\d+)|t-(\d+)-(\d+)-(\d+))$")
 FIXED_UPSERT = text(f"""
 INSERT INTO watch_history (user_id, content_type, content_id, watch_timestamp, total_duration,
@@ -109,9 +110,8 @@ def _continue_item(row):
 @bp.get("/continue-watching")
 @user_required
 def continue_watching():
-    latest = latest_by_title(user_rows(g.user["id"]))
-    rows = sorted(latest.values(), key=lambda r: (r["last_watched"], r["id"]), reverse=True)
-    items = [i for i in (_continue_item(r) for r in rows if r["content_type"] in ("movie", "tv")) if i]
+    rows = _newest_first(latest_by_title(user_rows(g.user["id"])).values(), ("movie", "tv"))
+    items = [i for i in (_continue_item(r) for r in rows) if i]
     return jsonify(page_of(items, int_arg("page", 1), int_arg("per_page", 10)))
 
 
@@ -136,10 +136,15 @@ def history():
         return jsonify(message='Invalid content_type. Must be "movie" or "tv"'), 400
     page, per_page = int_arg("page", 1), min(int_arg("per_page", 24), 50)
     rows = user_rows(g.user["id"])
-    entries = sorted((r for r in latest_by_title(rows).values() if r["content_type"] in ((kind,) if kind else ("movie", "tv"))),
-                     key=lambda r: (r["last_watched"], r["id"]), reverse=True)
+    entries = _newest_first(latest_by_title(rows).values(), (kind,) if kind else ("movie", "tv"))
     items = [i for i in (_history_item(r, rows) for r in page_of(entries, page, per_page)) if i]
-    return jsonify(items=items, page=page, per_page=per_page, total=len(entries), has_more=page * per_page < len(entries))
+    total = len(entries)  # counts titles missing from the catalog although items drops them, like upstream
+    return jsonify(items=items, page=page, per_page=per_page, total=total, has_more=page * per_page < total)
+
+
+def _newest_first(rows, kinds: tuple) -> list:
+    chosen = [r for r in rows if r["content_type"] in kinds]
+    return sorted(chosen, key=lambda r: (r["last_watched"], r["id"]), reverse=True)
 
 
 def _first_row(content_type, content_id, season=None, episode=None):
@@ -165,7 +170,7 @@ def get_record(content_type: str, content_id: int):
 def get_by_id(watch_id: str):
     match = WATCH_ID.match(watch_id)
     if match is None:
-        return jsonify(message="Invalid watch ID format"), 400
+        return jsonify(INVALID_WATCH_ID), 400
     movie_id, show_id, season, episode = (int(x) if x else None for x in match.groups())
     row = _first_row("movie", movie_id) if movie_id is not None else _first_row("tv", show_id, season, episode)
     return _record_or_404(row)
@@ -230,3 +235,15 @@ def next_episode(show_id: int):
     if following is None:
         return jsonify(_episode_json(episodes[0], False, True))
     return jsonify(_episode_json(following, following["season_number"] != row["season_number"], False))
+
+
+@bp.get("/parse/<watch_id>")
+def parse(watch_id: str):
+    """No auth. Non-numeric parts raise ValueError (upstream's 500 page), a wrong shape is a 400."""
+    parts = watch_id.split("-")
+    if parts[0] == "m" and len(parts) == 2:
+        return jsonify(content_type="movie", content_id=int(parts[1]))
+    if parts[0] == "t" and len(parts) == 4:
+        show_id, season, number = (int(p) for p in parts[1:])
+        return jsonify(content_type="tv", content_id=show_id, season_number=season, episode_number=number)
+    return jsonify(INVALID_WATCH_ID), 400

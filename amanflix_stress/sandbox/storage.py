@@ -73,7 +73,7 @@ class Store:
             conn.rollback()
             if not is_locked(exc):
                 raise
-            self._count_lock(exc, endpoint)
+            self.count_lock(exc, endpoint)
             if self.mode == "strict":
                 raise
         except Exception:
@@ -94,7 +94,7 @@ class Store:
         except OperationalError as exc:
             conn.rollback()
             if is_locked(exc):
-                self._count_lock(exc, endpoint)
+                self.count_lock(exc, endpoint)
             raise
         except Exception:
             conn.rollback()
@@ -111,7 +111,7 @@ class Store:
                     conn.rollback()
                     if not is_locked(exc) or attempt == LOCK_RETRIES - 1:
                         raise
-                    self._count_lock(exc, endpoint)
+                    self.count_lock(exc, endpoint)
                     time.sleep(LOCK_RETRY_SLEEP_S)
                 except Exception:
                     conn.rollback()
@@ -126,7 +126,7 @@ class Store:
             except OperationalError:
                 conn.rollback()
 
-    def _count_lock(self, exc: BaseException, endpoint: str) -> None:
+    def count_lock(self, exc: BaseException, endpoint: str) -> None:
         if not getattr(exc, "sandbox_counted", False):
             self.truth.lock_event(endpoint)
             exc.sandbox_counted = True
@@ -135,7 +135,7 @@ class Store:
 def count_unhandled_lock(exc: BaseException, endpoint: str) -> None:
     """Count a lock error that escaped to the error page without passing through a helper."""
     if is_locked(exc):
-        sandbox().store._count_lock(exc, endpoint)
+        sandbox().store.count_lock(exc, endpoint)
 
 
 def sandbox():
