@@ -6,6 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .health import WorkerHealth
 from .stats import OK, PERCENTILES, Series, Stats
 
 CLOSE_GRACE_S = 2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
@@ -27,10 +28,13 @@ class WorkerState:
     cpu_s: float = 0.0
     first_cpu: tuple[float, float] | None = None  # (cpu_s, wall_s) at the first run batch
     last_cpu: tuple[float, float] | None = None
+    health: WorkerHealth = field(default_factory=WorkerHealth)
+    arrivals: dict | None = None  # open model: the worker's arrival counts so far (taken, dropped, late)
 
 
-def ms(value_us: float) -> float:
-    return round(value_us / 1000.0, 3)
+def ms(value_us: float) -> float | None:
+    """Microseconds to milliseconds; None where there was nothing to measure (JSON has no NaN)."""
+    return None if value_us != value_us else round(value_us / 1000.0, 3)
 
 
 def series_row(name: str, series: Series, failures: int, duration_s: float) -> dict:
@@ -95,6 +99,7 @@ class Aggregator:
         state.last_seen_mono = time.monotonic()
         if kind == "hello":
             state.pid, state.host, state.users = payload["pid"], payload["host"], payload["users"]
+            state.health.core = payload.get("core")
         elif kind == "ready":
             state.status, state.detail = "ready", f"{payload['users_dropped']} users dropped in setup"
         elif kind == "batch":
@@ -116,6 +121,10 @@ class Aggregator:
             state.status = "running" if state.status in ("starting", "ready") else state.status
             state.first_cpu = state.first_cpu or (payload["cpu_s"], payload["wall_s"])
             state.last_cpu = (payload["cpu_s"], payload["wall_s"])
+            if payload.get("health"):
+                state.health.add(payload["health"])
+        if payload.get("arrivals") is not None:
+            state.arrivals = payload["arrivals"]
         for index, plain in payload["intervals"]:
             stats = Stats.from_plain(plain)
             self.phases[phase].merge(stats)
@@ -171,6 +180,18 @@ class Aggregator:
             rows.append({"id": state.id, "pid": state.pid, "host": state.host, "users": state.users,
                          "status": state.status, "detail": state.detail, "cpu_cores": cpu})
         return rows
+
+    def health_rows(self) -> list[dict]:
+        """Each worker's self-health over the measured phase (see health.py)."""
+        return [{"id": state.id, **state.health.summary()} for state in sorted(self.workers.values(), key=lambda s: s.id)]
+
+    def arrival_counts(self) -> dict:
+        """Open model: arrivals taken, dropped and late, summed over the workers."""
+        totals = {"taken": 0, "dropped": 0, "late": 0}
+        for state in self.workers.values():
+            for key, count in (state.arrivals or {}).items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
 
     def error_rows(self, stats: Stats) -> list[dict]:
         total = stats.requests or 1

@@ -1,6 +1,7 @@
 """Error classification: one place that maps a request's exception or response to an error class."""
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -55,8 +56,7 @@ def _json_message(body: bytes) -> str:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.split()).replace("&#39;", "'").replace("&quot;", '"').replace("&lt;", "<").replace(
-        "&gt;", ">").replace("&amp;", "&")[:300]
+    return " ".join(html.unescape(text).split())[:300]
 
 
 def _short(exc: BaseException) -> str:

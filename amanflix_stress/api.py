@@ -1,0 +1,186 @@
+"""The Amanflix client: every endpoint the users call, with the contract's encodings, token rules and names."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from .client import HttpClient, Reply
+from .detect import explicit_lock, lock_wait
+
+TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
+RELOGIN_SPACING_S = 1.1  # the server's tokens have one-second granularity: same second, same (maybe blacklisted) token
+OK = range(200, 300)
+
+
+def token_subject(token: str) -> str | None:
+    """The `sub` claim of a JWT, read without verifying it (the server signs; we only look)."""
+    try:
+        payload = token.split(".")[1]
+        return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def error_reason(reply: Reply) -> str:
+    data = reply.json()
+    return str(data.get("error_reason", "")) if isinstance(data, dict) else ""
+
+
+class AmanflixApi:
+    """One session of one account: its token and its calls. Every call records one Sample through the client."""
+
+    def __init__(self, client: HttpClient, lock_wait_s: float = 5.0, lock_tolerance_s: float = 0.6) -> None:
+        self.client = client
+        self.token: str | None = None
+        self.last_login_mono = 0.0
+        self.lock_wait_s, self.lock_tolerance_s = lock_wait_s, lock_tolerance_s
+
+    def set_token(self, token: str | None) -> None:
+        self.token = token
+        if token:
+            self.client.headers["Authorization"] = f"Bearer {token}"
+        else:
+            self.client.headers.pop("Authorization", None)
+
+    def call(self, name: str, method: str, path: str, *, expect=OK, check=None, **kwargs) -> Reply:
+        """One request judged for locks: the body's own signature, then the caller's check, then the wait."""
+        def judge(reply: Reply):
+            verdict = explicit_lock(reply) or (check(reply) if check else None)
+            if verdict is None and method != "GET":
+                verdict = lock_wait(reply, self.lock_wait_s, self.lock_tolerance_s)
+            return verdict
+        return self.client.call(name, method, path, expect=expect, check=judge, **kwargs)
+
+    # auth (form bodies)
+    def register(self, username: str, password: str, email: str, check=None) -> Reply:
+        return self.call("POST /api/auth/register", "POST", "/api/auth/register",
+                         form={"username": username, "password": password, "email": email}, check=check)
+
+    def login(self, username: str, password: str, expect=OK, check=None) -> Reply:
+        wait_s = self.last_login_mono + RELOGIN_SPACING_S - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)  # a relogin inside the same second would get the same, possibly blacklisted, token
+        reply = self.call("POST /api/auth/login", "POST", "/api/auth/login",
+                          form={"username": username, "password": password}, expect=expect, check=check)
+        self.last_login_mono = time.monotonic()
+        data = reply.json()
+        if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
+            self.set_token(data["api_key"])
+        return reply
+
+    def profile(self) -> Reply:
+        return self.call("GET /api/auth/profile", "GET", "/api/auth/profile")
+
+    def verify(self) -> Reply:
+        return self.call("POST /api/auth/verify", "POST", "/api/auth/verify")
+
+    def update_profile(self, username: str, email: str) -> Reply:
+        return self.call("POST /api/auth/update", "POST", "/api/auth/update", form={"username": username, "email": email})
+
+    def logout(self) -> Reply:
+        return self.call("POST /api/auth/logout", "POST", "/api/auth/logout")
+
+    def delete_self(self, password: str) -> Reply:
+        return self.call("DELETE /api/auth/delete", "DELETE", "/api/auth/delete", form={"password": password})
+
+    # content (reads)
+    def movies(self, page: int = 1, per_page: int = 20) -> Reply:
+        return self.call("GET /api/movies", "GET", "/api/movies", query={"page": page, "per_page": per_page})
+
+    def shows(self, page: int = 1, per_page: int = 20) -> Reply:
+        return self.call("GET /api/shows", "GET", "/api/shows", query={"page": page, "per_page": per_page})
+
+    def movie(self, movie_id: int) -> Reply:
+        return self.call("GET /api/movies/{id}", "GET", f"/api/movies/{movie_id}")
+
+    def show(self, show_id: int) -> Reply:
+        return self.call("GET /api/shows/{id}", "GET", f"/api/shows/{show_id}")
+
+    def movies_random(self) -> Reply:
+        return self.call("GET /api/movies/random", "GET", "/api/movies/random", query={"per_page": 10})
+
+    def movies_search(self, q: str) -> Reply:
+        return self.call("GET /api/movies/search", "GET", "/api/movies/search", query={"q": q, "max_results": 5})
+
+    def discovery(self, kind: str) -> Reply:
+        return self.call(f"GET /api/discovery/{kind}", "GET", f"/api/discovery/{kind}", query={"per_page": 10})
+
+    def search(self, q: str) -> Reply:
+        return self.call("GET /api/search", "GET", "/api/search", query={"q": q, "max_results": 10})
+
+    def autocomplete(self, q: str) -> Reply:
+        return self.call("GET /api/autocomplete", "GET", "/api/autocomplete", query={"q": q})
+
+    # watch history (JSON bodies)
+    def update_history(self, body: dict, check=None) -> Reply:
+        return self.call("POST /api/watch-history/update", "POST", "/api/watch-history/update", json=body,
+                         check=check)
+
+    def history(self, page: int = 1, per_page: int = 50, check=None) -> Reply:
+        return self.call("GET /api/watch-history/history", "GET", "/api/watch-history/history",
+                         query={"page": page, "per_page": per_page}, check=check)
+
+    def continue_watching(self) -> Reply:
+        return self.call("GET /api/watch-history/continue-watching", "GET", "/api/watch-history/continue-watching")
+
+    def get_history(self, content_type: str, content_id: int, season=None, episode=None, check=None) -> Reply:
+        query = {"season": season, "episode": episode} if content_type == "tv" else None
+        return self.call("GET /api/watch-history/get/{type}/{id}", "GET",
+                         f"/api/watch-history/get/{content_type}/{content_id}", query=query,
+                         expect=(200, 404), check=check)
+
+    def next_episode(self, show_id: int) -> Reply:
+        return self.call("GET /api/watch-history/next-episode/{id}", "GET", f"/api/watch-history/next-episode/{show_id}")
+
+    # my list (form bodies; 400 means "already in that state")
+    def mylist(self, action: str, content_type: str, content_id: int, check=None) -> Reply:
+        return self.call(f"POST /api/mylist/{action}", "POST", f"/api/mylist/{action}",
+                         form={"content_type": content_type, "content_id": content_id}, expect=(200, 400), check=check)
+
+    def mylist_all(self, page: int = 1, per_page: int = 50) -> Reply:
+        return self.call("GET /api/mylist/all", "GET", "/api/mylist/all", query={"page": page, "per_page": per_page})
+
+    # notifications
+    def notifications(self) -> Reply:
+        return self.call("GET /api/notifications", "GET", "/api/notifications")
+
+    def unread_count(self) -> Reply:
+        return self.call("GET /api/notifications/unread/count", "GET", "/api/notifications/unread/count")
+
+    # analytics (JSON bodies; token optional)
+    def start_session(self) -> Reply:
+        return self.call("POST /api/analytics/sessions", "POST", "/api/analytics/sessions", expect=(200, 201))
+
+    def heartbeat(self, session_id: str) -> Reply:
+        return self.call("POST /api/analytics/heartbeat", "POST", "/api/analytics/heartbeat",
+                         json={"session_id": session_id})
+
+    def end_session(self, session_id: str) -> Reply:
+        return self.call("POST /api/analytics/end-session", "POST", "/api/analytics/end-session",
+                         json={"session_id": session_id})
+
+
+class AdminApi:
+    """The admin calls used to set up and clean up: login, user list, batch delete."""
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    def login(self, username: str, password: str) -> bool:
+        reply = self.client.call("POST /api/admin/login", "POST", "/api/admin/login",
+                                 form={"username": username, "password": password})
+        data = reply.json()
+        if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
+            self.client.headers["Authorization"] = f"Bearer {data['api_key']}"
+            return True
+        return False
+
+    def users(self) -> list[dict]:
+        reply = self.client.call("GET /api/admin/user/list", "GET", "/api/admin/user/list")
+        data = reply.json()
+        return data if reply.status == 200 and isinstance(data, list) else []
+
+    def batch_delete(self, user_ids: list[int], password: str) -> Reply:
+        return self.client.call("DELETE /api/admin/user/batch-delete", "DELETE", "/api/admin/user/batch-delete",
+                                json={"user_ids": user_ids, "password": password})

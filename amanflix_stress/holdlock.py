@@ -1,0 +1,90 @@
+"""Deterministic lock reproduction: holds a write lock on the target's SQLite file on a schedule."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from .errors import UsageError
+from .profile import parse_duration_s
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+ACQUIRE_TIMEOUT_S = 10.0  # the server may be mid-write when a hold starts
+
+
+def parse_schedule(text: str) -> tuple[float, float]:
+    """'7s/30s' -> (hold 7.0 s, every 30.0 s)."""
+    try:
+        hold, every = (parse_duration_s(part) for part in text.split("/"))
+    except ValueError as exc:
+        raise UsageError(f"--hold-lock-schedule: expected HOLD/EVERY like 7s/30s ({exc})") from None
+    if hold >= every:
+        raise UsageError(f"--hold-lock-schedule: the hold ({hold:g} s) must be shorter than the period ({every:g} s)")
+    return hold, every
+
+
+def check_database(path: str) -> Path:
+    file = Path(path)
+    try:
+        header = file.read_bytes()[:16] if file.is_file() else b""
+    except OSError as exc:
+        raise UsageError(f"--hold-lock: cannot read {path}: {exc}") from None
+    if header != SQLITE_HEADER:
+        raise UsageError(f"--hold-lock: {path} is not a SQLite database; give the target's database file "
+                         "(e.g. api/instance/amanflix_db.db) on this machine")
+    return file
+
+
+class LockHolder:
+    """A thread with its own SQLite connection that takes the lock for `hold_s` every `every_s`."""
+
+    def __init__(self, path: str, hold_s: float, every_s: float, kind: str = "reserved") -> None:
+        self.path, self.hold_s, self.every_s = check_database(path), hold_s, every_s
+        self.begin_sql = "BEGIN EXCLUSIVE" if kind == "exclusive" else "BEGIN IMMEDIATE"
+        self.kind = kind
+        self.stop_event = threading.Event()
+        self.windows: list[dict] = []
+        self.thread: threading.Thread | None = None
+
+    def start(self, first_after_s: float | None = None) -> None:
+        first = self.every_s / 3 if first_after_s is None else first_after_s
+        self.thread = threading.Thread(target=self._loop, args=(first,), daemon=True, name="hold-lock")
+        self.thread.start()
+
+    def stop(self) -> list[dict]:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(self.hold_s + ACQUIRE_TIMEOUT_S)
+        return self.windows
+
+    def _loop(self, first_after_s: float) -> None:
+        next_start = time.monotonic() + first_after_s
+        while not self.stop_event.wait(max(0.0, next_start - time.monotonic())):
+            self._hold_once()
+            next_start += self.every_s
+
+    def _hold_once(self) -> None:
+        connection = sqlite3.connect(str(self.path), timeout=ACQUIRE_TIMEOUT_S, isolation_level=None)
+        try:
+            connection.execute(self.begin_sql)
+            window = {"kind": self.kind, "start_s": time.time(), "end_s": None}
+            self.windows.append(window)
+            self.stop_event.wait(self.hold_s)
+            connection.execute("ROLLBACK")
+            window["end_s"] = time.time()
+        except sqlite3.Error as exc:
+            self.windows.append({"kind": self.kind, "start_s": time.time(), "end_s": None, "error": str(exc)})
+        finally:
+            connection.close()
+
+
+def windows_with_detections(windows: list[dict], timeline: list[dict], lock_classes, lag_s: float) -> list[dict]:
+    """Each held window with the lock issues found in the intervals it touched (sends during the hold)."""
+    rows = []
+    for window in windows:
+        end_s = (window.get("end_s") or window["start_s"]) + lag_s
+        found = sum(n for row in timeline if row["start_s"] < end_s and row["end_s"] > window["start_s"]
+                    for cls, n in row["errors"].items() if cls in lock_classes)
+        rows.append({**window, "lock_issues_detected": found})
+    return rows

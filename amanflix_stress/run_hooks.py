@@ -1,0 +1,135 @@
+"""Run-wide Amanflix steps in the coordinator: catalog and schedule before the run, cleanup and lock summary after."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+
+from .api import AdminApi, AmanflixApi
+from .catalog import fetch_catalog
+from .client import HttpClient
+from .detect import lock_summary
+from .errors import SetupFailed, UsageError
+from .stats import Stats
+
+BATCH_DELETE_SIZE = 100
+
+
+def new_client(plan, record=None) -> HttpClient:
+    return HttpClient(plan.base_url, -1, record or (lambda sample: None), timeout_s=plan.timeout_s,
+                      connect_timeout_s=plan.connect_timeout_s)
+
+
+def account_prefix(plan) -> str:
+    return f"{plan.settings['accounts']['prefix']}{plan.run_id}"
+
+
+def admin_credentials(plan) -> tuple[str, str] | None:
+    accounts = plan.settings["accounts"]
+    user, password = os.environ.get(accounts["admin_username_env"]), os.environ.get(accounts["admin_password_env"])
+    return (user, password) if user and password else None
+
+
+def prepare_run(plan) -> dict:
+    """Before the workers start: a password for the run's accounts, the real catalog, the burst schedule."""
+    password = secrets.token_urlsafe(12)
+    api = AmanflixApi(new_client(plan))
+    name = account_prefix(plan) + "cat"
+    reply = api.register(name, password, f"{name}@amanflix-stress.test")
+    data = reply.json()
+    if reply.status != 200 or not isinstance(data, dict) or not data.get("api_key"):
+        raise SetupFailed(f"could not register a test account to read the catalog: POST /api/auth/register "
+                          f"answered {reply.status or reply.error}; is {plan.base_url} an Amanflix API?")
+    api.set_token(data["api_key"])
+    try:
+        catalog = fetch_catalog(api)
+    except SetupFailed:
+        api.delete_self(password)
+        raise
+    admin = admin_credentials(plan)
+    if admin and not AdminApi(new_client(plan)).login(*admin):
+        api.delete_self(password)
+        names = plan.settings["accounts"]
+        raise UsageError(f"admin login failed: check ${names['admin_username_env']} and ${names['admin_password_env']}")
+    return {"catalog": catalog, "password": password, "admin_cleanup": bool(admin and plan.settings["accounts"]["cleanup"]),
+            "bursts": burst_schedule(plan, catalog), "seed": plan.seed, "bootstrap_user": name}
+
+
+def burst_schedule(plan, catalog: dict) -> list:
+    """[offset s, item] of each burst: the same title for everybody, chosen from the run seed."""
+    every_s = plan.settings["watch_history"]["burst_every_s"]
+    if every_s <= 0 or not catalog["movies"]:
+        return []
+    rng = random.Random(f"{plan.seed}:bursts")
+    bursts, offset_s = [], every_s
+    while offset_s < plan.duration_s:
+        movie_id, runtime_s = rng.choice(catalog["movies"])
+        bursts.append([offset_s, ["movie", movie_id, None, None, runtime_s, round(rng.uniform(60, 600), 1)]])
+        offset_s += every_s
+    return bursts
+
+
+def finish_run(plan, result) -> dict:
+    """After the workers stopped (deadline, Ctrl-C or SIGTERM): clean up accounts, summarise lock issues."""
+    counters = result.aggregator.counters
+    cleanup = cleanup_accounts(plan, result.shared, counters) if result.shared else {}
+    return {"amanflix": {"catalog": {k: len(v) for k, v in result.shared.get("catalog", {}).items()},
+                         "counters": dict(sorted(counters.items())), "cleanup": cleanup},
+            "lock_issues": summarise_locks(plan, result)}
+
+
+def cleanup_accounts(plan, shared: dict, counters: dict) -> dict:
+    created = counters.get("accounts_created", 0) + 1  # + the catalog account
+    if not plan.settings["accounts"]["cleanup"]:
+        return {"method": "none (accounts.cleanup = false)", "created": created, "deleted": 0, "left_behind": created}
+    if shared.get("admin_cleanup"):
+        return admin_cleanup(plan, created)
+    api = AmanflixApi(new_client(plan))
+    deleted = counters.get("accounts_deleted", 0)
+    if api.login(shared["bootstrap_user"], shared["password"]).status == 200:
+        deleted += api.delete_self(shared["password"]).status == 200
+    return {"method": "self-delete (no admin credentials)", "created": created, "deleted": deleted,
+            "left_behind": created - deleted, "rows_left_behind": counters.get("rows_left_behind", 0),
+            "note": "self-delete removes the user row only: its watch history and my-list rows stay in the database"}
+
+
+def admin_cleanup(plan, created: int) -> dict:
+    user, password = admin_credentials(plan)
+    admin = AdminApi(new_client(plan))
+    if not admin.login(user, password):
+        return {"method": "admin batch delete", "created": created, "deleted": 0, "left_behind": created,
+                "error": "admin login failed at cleanup"}
+    ids = run_account_ids(admin, account_prefix(plan))
+    deleted = 0
+    for start in range(0, len(ids), BATCH_DELETE_SIZE):
+        reply = admin.batch_delete(ids[start:start + BATCH_DELETE_SIZE], password)
+        data = reply.json()
+        deleted += data.get("deleted_count", 0) if isinstance(data, dict) else 0
+    left = len(run_account_ids(admin, account_prefix(plan)))
+    return {"method": "admin batch delete (also removes watch history and my-list rows)", "created": created,
+            "found": len(ids), "deleted": deleted, "left_behind": left}
+
+
+def run_account_ids(admin: AdminApi, prefix: str) -> list[int]:
+    return [u["id"] for u in admin.users() if str(u.get("username", "")).startswith(prefix)]
+
+
+def summarise_locks(plan, result) -> dict:
+    agg = result.aggregator
+    everything = Stats()  # setup finds phantom registrations, the final verification pass lost writes
+    for stats in agg.phases.values():
+        everything.merge(stats)
+    counters = agg.counters
+    verified = {k: counters.get(k, 0) for k in ("watch_writes_acked", "echoes_checked", "readbacks",
+                                                 "final_keys_verified", "history_listings_checked",
+                                                 "mylist_items_verified", "phantom_registrations")}
+    return lock_summary(agg.error_rows(everything), agg.user_rows(everything), everything.requests,
+                        read_timeline(plan.timeseries_path), counters, verified)
+
+
+def read_timeline(path: str | None) -> list[dict]:
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as rows:
+        return [json.loads(line) for line in rows if line.strip()]
