@@ -8,9 +8,19 @@ import time
 
 from . import __version__
 from .coordinator import Coordinator, RunPlan
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, StressError, UsageError
+from .client import parse_base_url
+from .demo import run_demo
+from .detect import LOCK_CLASSES
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, EXIT_VALIDATE, StressError,
+                     UsageError)
+from .holdlock import hold_lock_section, lock_holder
+from .run_hooks import read_timeline
+from .validate import Validation, admin_from_env, render as render_validation
+from .health import verdict_note
 from .profile import SCHEMA, defaults, find_profile, load_profile, parse_duration_s
-from .report import build_report, progress_line, render_report, write_json
+from .report import build_report, progress_line
+from .rundir import RunDir
+from .thresholds import breached, evaluate as evaluate_thresholds
 
 PLAIN_PROGRESS_EVERY_S = 10.0  # progress lines when stdout is not a terminal (cron mail, CI logs)
 
@@ -20,12 +30,18 @@ EXAMPLES = """examples:
   amanflix-stress run --users 20 --duration 90s --max-concurrent 10 --seed 7
 
 exit codes: 0 ok, 1 thresholds breached or a worker lost, 2 bad usage or profile,
-            3 target unreachable, 130 interrupted"""
+            3 target unreachable, 4 another run holds --report-dir, 130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
 FLAG_KEYS = {"base_url": ("target", "base_url"), "timeout": ("target", "timeout_s"),
              "users": ("load", "users"), "duration": ("load", "duration"), "spawn_rate": ("load", "spawn_rate"),
              "workers": ("load", "workers"), "max_concurrent": ("load", "max_concurrent"), "seed": ("load", "seed")}
+FLAG_KEYS.update({"rate": ("load", "rate")})
+FLAG_KEYS.update({"report_dir": ("reporting", "report_dir"), "keep": ("reporting", "keep"),
+                  "junit": ("reporting", "junit"), "baseline": ("reporting", "baseline")})
+
+
+AMANFLIX_SECTIONS = ("journeys", "watch_history", "detection", "accounts")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -41,7 +57,31 @@ def build_parser() -> ArgumentParser:
     run = commands.add_parser("run", help="run a load test", epilog=EXAMPLES,
                               formatter_class=argparse.RawTextHelpFormatter)
     add_run_flags(run)
+    add_tool_commands(commands)
+    commands.add_parser("profiles", help="list the profiles with their purpose")
+    commands.add_parser("menu", help="pick a profile or a custom test interactively, then run it")
     return parser
+
+
+def add_tool_commands(commands) -> None:
+    sandbox = commands.add_parser("sandbox", help="run the embedded Amanflix sandbox in the foreground",
+                                  description="Options: --port N --mode upstream|strict|fixed --db PATH "
+                                  "--busy-timeout-s X --catalog default|empty (see 'sandbox -- --help')")
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER, help="options passed to the sandbox")
+    commands.add_parser("demo", help="run a one-minute demo against a sandbox and compare with its ground truth")
+    validate = commands.add_parser("validate", help="six checks that a target is an Amanflix API we can load")
+    validate.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
+    validate.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    validate.add_argument("--admin-user", help="admin account: removes the probe's rows too")
+    validate.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
+
+
+def checked_url(value: str) -> str:
+    try:
+        parse_base_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def add_run_flags(run: argparse.ArgumentParser) -> None:
@@ -50,17 +90,44 @@ def add_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--users", type=int, help="simulated users")
     run.add_argument("--duration", help="measured phase: 90s, 10m, 1h, or whole minutes")
     run.add_argument("--spawn-rate", type=float, help="users started per second")
+    run.add_argument("--rate", type=float, help="open model: arrivals per second, scheduled whatever the replies "
+                     "do; --users sets the thread pool that serves them")
     run.add_argument("--workers", type=int, help="worker processes (default: CPUs)")
     run.add_argument("--max-concurrent", type=int, help="cap on requests in flight across all users (0 = none)")
     run.add_argument("--timeout", type=float, help="per-request read timeout, seconds")
     run.add_argument("--seed", type=int, help="seed for every random choice")
     run.add_argument("--report-json", help="where to write the JSON report (default reports/run-<time>-<id>.json)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--cluster", metavar="ADDRESS", help="run the workers on Dask: tcp://SCHEDULER:8786, or local:N "
+                     "for N local processes (pip install 'amanflix-stress[cluster]'; see docs/cluster.md)")
+    add_amanflix_flags(run)
+
+
+def add_amanflix_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--amanflix", action="store_true", help="run the Amanflix journeys (profile: [behaviour] kind)")
+    run.add_argument("--focus-watch-history", action="store_true",
+                     help="concentrate on watch-history writes (the lock hot spot)")
+    run.add_argument("--bursts", type=float, metavar="EVERY_S",
+                     help="every EVERY_S seconds many users write the same title at the same instant")
+    run.add_argument("--admin-user", help="admin account for cleanup (or $AMANFLIX_ADMIN_USER)")
+    run.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD); never printed")
+    run.add_argument("--hold-lock", metavar="DBPATH",
+                     help="hold a write lock on this SQLite file on a schedule, to reproduce lock failures")
+    run.add_argument("--hold-lock-schedule", default="7s/30s", metavar="HOLD/EVERY",
+                     help="how long each hold lasts and how often it starts (default 7s/30s)")
+    run.add_argument("--hold-lock-kind", choices=("reserved", "exclusive"), default="reserved",
+                     help="reserved blocks writers; exclusive blocks readers too")
+    run.add_argument("--report-dir", help="put each run in a timestamped folder here (JSON, time series, summary, "
+                     "HTML); one run at a time per folder")
+    run.add_argument("--keep", type=int, help="with --report-dir: keep only the newest N run folders")
+    run.add_argument("--junit", help="write JUnit XML here, one test case per threshold")
+    run.add_argument("--baseline", help="flag regressions against this report.json, or 'previous' (with --report-dir)")
 
 
 def resolve_profile(args: argparse.Namespace) -> dict:
     """Defaults <- profile file <- flags, each value checked; an error names the flag or the profile key."""
     profile = load_profile(find_profile(args.profile)) if args.profile else defaults()
+    apply_amanflix_flags(args, profile)
     for flag, (section, key) in FLAG_KEYS.items():
         value = getattr(args, flag, None)
         if value is None:
@@ -72,21 +139,37 @@ def resolve_profile(args: argparse.Namespace) -> dict:
     return profile
 
 
+def apply_amanflix_flags(args: argparse.Namespace, profile: dict) -> None:
+    if getattr(args, "amanflix", False) or getattr(args, "focus_watch_history", False) or getattr(args, "bursts", None):
+        profile["behaviour"]["kind"] = "amanflix"
+    if getattr(args, "focus_watch_history", False):
+        profile["watch_history"]["focus"] = True
+    if getattr(args, "bursts", None) is not None:
+        try:
+            profile["watch_history"]["burst_every_s"] = SCHEMA["watch_history"]["burst_every_s"].check(args.bursts)
+        except ValueError as exc:
+            raise UsageError(f"--bursts: {exc}") from None
+    names = profile["accounts"]
+    for flag, env in (("admin_user", names["admin_username_env"]), ("admin_password", names["admin_password_env"])):
+        if getattr(args, flag, None):
+            os.environ[env] = getattr(args, flag)  # read by the cleanup; the report masks the flag
+
+
 def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
     load, target, behaviour = profile["load"], profile["target"], profile["behaviour"]
     settings = {k: v for k, v in behaviour.items() if k not in ("kind", "setup_concurrency")}
     if behaviour["kind"] == "http":
         settings["requests"] = profile.get("requests") or [{"name": "GET /", "method": "GET", "path": "/"}]
-    return RunPlan(base_url=target["base_url"], users=load["users"], duration_s=parse_duration_s(load["duration"]),
+    else:
+        settings.update({section: dict(profile[section]) for section in AMANFLIX_SECTIONS})
+    stages = [[parse_duration_s(d), r] for d, r in load["stages"]]
+    return RunPlan(base_url=target["base_url"], users=load["users"], rate=load["rate"], stages=stages,
+                   duration_s=sum(d for d, _r in stages) if stages else parse_duration_s(load["duration"]),
                    spawn_rate=load["spawn_rate"], workers=load["workers"], max_concurrent=load["max_concurrent"],
                    behaviour=behaviour["kind"], settings=settings, timeout_s=target["timeout_s"],
                    connect_timeout_s=target["connect_timeout_s"], seed=load["seed"], interval_s=load["interval_s"],
                    timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
                    setup_concurrency=behaviour["setup_concurrency"])
-
-
-def default_report_path() -> str:
-    return os.path.join("reports", time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
 
 
 class ProgressPrinter:
@@ -118,34 +201,92 @@ def verdict(report: dict, profile: dict) -> tuple[int, str]:
     """Exit code and a one-line verdict suitable for cron mail."""
     problems = [f"worker {w['id']} {w['status']} ({w['detail']})" for w in report["workers"]
                 if w["status"] in ("died", "hung")]
-    allowed = profile["thresholds"].get("error_rate")
-    rate = report["totals"]["error_rate"]
-    if allowed is not None and rate > allowed:
-        problems.append(f"error rate {rate:.2%} > allowed {allowed:.2%}")
+    problems += [r["summary"] for r in breached(report.get("thresholds", []))]
     if report["meta"]["interrupted"]:
         return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + (f"; {'; '.join(problems)}" if problems else "")
     if problems:
         return EXIT_THRESHOLDS, "FAIL: " + "; ".join(problems)
-    return EXIT_OK, "PASS"
+    regressions = (report.get("baseline") or {}).get("regressions", 0)
+    return EXIT_OK, "PASS" + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
+
+
+def public_args(args: argparse.Namespace) -> dict:
+    """The flags as the report saves them: secrets masked."""
+    return {k: ("***" if "password" in k and v else v) for k, v in vars(args).items() if k != "func"}
+
+
+def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
+    holder = lock_holder(args)
+    if holder is not None:
+        return run_holding_locks(plan, printer, holder)
+    if not getattr(args, "cluster", None):
+        return Coordinator(plan, printer).run()
+    from .cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
+    return run_on_cluster(args.cluster, plan, printer, workers_given=args.workers is not None)
+
+
+def run_holding_locks(plan: RunPlan, printer: ProgressPrinter, holder):
+    """A local run with a second connection holding the target's SQLite lock on schedule."""
+    coordinator = Coordinator(plan, printer)
+    coordinator.on_start = lambda start_s: holder.start(plan.duration_s)
+    try:
+        result = coordinator.run()
+    finally:
+        holder.stop()
+    lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
+    result.extra["hold_lock"] = hold_lock_section(holder, read_timeline(plan.timeseries_path), LOCK_CLASSES, lag_s)
+    return result
+
+
+def command_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import run_foreground  # Flask loads only when a sandbox is asked for
+    return run_foreground(args.sandbox_args)
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    return run_demo(lambda argv: command_run(build_parser().parse_args(argv)))
+
+
+def command_validate(args: argparse.Namespace) -> int:
+    admin = (args.admin_user, args.admin_password) if args.admin_user and args.admin_password else admin_from_env()
+    results = Validation(args.base_url, args.timeout, admin).run()
+    print(render_validation(results))
+    return EXIT_OK if all(ok for _name, ok, _reason in results) else EXIT_VALIDATE
 
 
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
-    report_path = args.report_json or default_report_path()
-    plan = plan_from_profile(profile, report_path)
-    printer = ProgressPrinter(plan.duration_s, args.quiet)
-    result = Coordinator(plan, printer).run()
-    printer.finish()
-    report = build_report(plan, result, {k: v for k, v in vars(args).items() if k != "func"}, profile)
-    code, line = verdict(report, profile)
-    report["verdict"] = {"exit_code": code, "summary": line}
-    write_json(report, report_path)
-    print(render_report(report))
-    print(f"report: {report_path}\ntime series: {plan.timeseries_path}\n{line}")
+    with RunDir(profile["reporting"], args.report_json) as run_dir:
+        plan = plan_from_profile(profile, run_dir.report_path)
+        printer = ProgressPrinter(plan.duration_s, args.quiet)
+        result = run_plan(plan, printer, args)
+        printer.finish()
+        report = build_report(plan, result, public_args(args), profile)
+        report["thresholds"] = evaluate_thresholds(report, profile["thresholds"])
+        report["baseline"] = run_dir.compare_with_baseline(report)
+        code, line = verdict(report, profile)
+        line += verdict_note(report.get("health"))
+        report["verdict"] = {"exit_code": code, "summary": line, "degraded": bool(report["health"]["degraded"])}
+        print(run_dir.write(report, tty=sys.stdout.isatty()))
     return code
 
 
-COMMANDS = {"run": command_run}
+COMMANDS = {"run": command_run, "sandbox": command_sandbox, "demo": command_demo, "validate": command_validate}
+
+
+def command_profiles(args: argparse.Namespace) -> int:
+    from .menu import render_profiles
+    print(render_profiles())
+    return EXIT_OK
+
+
+def command_menu(args: argparse.Namespace) -> int:
+    from .menu import Menu
+    argv = Menu().ask()
+    return command_run(build_parser().parse_args(argv)) if argv else EXIT_OK
+
+
+COMMANDS.update({"profiles": command_profiles, "menu": command_menu})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import json as jsonlib
+import select
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
+import httptools
 
+from . import __version__
 from .classify import body_message, classify_exception, classify_status
 from .sample import Sample
 
 Check = Callable[["Reply"], "tuple[str, str] | None"]
 OK_STATUSES = range(200, 300)
+RECV_BYTES = 65536  # one recv per small response; larger bodies take several
+NO_BODY_STATUSES = (204, 304)
 
 
 @dataclass(frozen=True)
@@ -77,29 +83,137 @@ def parse_base_url(base_url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
+class ConnectFailed(Exception):
+    """No connection could be opened: carries the error class and message for the Sample."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+class _Response:
+    """httptools' callback target for one response: status comes from the parser, the rest lands here."""
+
+    __slots__ = ("parser", "body", "content_type", "framed", "keep_alive", "headers_done", "complete")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.body: list[bytes] = []
+        self.content_type, self.framed, self.keep_alive, self.headers_done, self.complete = "", False, False, False, False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-type":
+            self.content_type = value.decode("latin-1")
+        elif name in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()  # only valid now: the parser resets after the message
+        self.parser = None  # no reference cycle left for the GC
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection on a plain socket, parsed by httptools' C parser (llhttp).
+
+    The hot path of every request: urllib3's pool and http.client's email-based header parser cost several
+    times more CPU per request than this (measured in bench/run.py), and a generator's CPU is its accuracy.
+    """
+
+    def __init__(self, scheme: str, host: str, port: int, timeout_s: float, connect_timeout_s: float) -> None:
+        self.address, self.host = (host, port), host
+        self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
+        self.tls = ssl.create_default_context() if scheme == "https" else None
+        self.fixed_head = (f"Host: {host}:{port}\r\nUser-Agent: amanflix-stress/{__version__}\r\n"
+                           "Accept-Encoding: identity\r\n")
+        self.sock: socket.socket | None = None
+        self.poller = select.poll()
+        self.buffer = bytearray(RECV_BYTES)
+        self.view = memoryview(self.buffer)
+
+    def request(self, method: str, target: str, header_lines: str, body: bytes | None) -> tuple[int, bytes, str]:
+        """Send one request and read the whole response: (status, body, content type). Network faults raise."""
+        sock = self._socket()
+        length = f"Content-Length: {len(body)}\r\n" if body is not None else ""
+        head = f"{method} {target} HTTP/1.1\r\n{self.fixed_head}{header_lines}{length}\r\n".encode()
+        try:
+            sock.sendall(head + body if body else head)
+            return self._read(sock, method)
+        except BaseException:
+            self.close()  # the connection's state is unknown after a fault: the next request opens a new one
+            raise
+
+    def _socket(self) -> socket.socket:
+        if self.sock is not None and self.poller.poll(0):  # an idle keep-alive socket is readable only at EOF
+            self.close()
+        if self.sock is None:
+            self.sock = self._connect()
+            self.poller.register(self.sock, select.POLLIN)
+        return self.sock
+
+    def _connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection(self.address, timeout=self.connect_timeout_s)
+        except TimeoutError:
+            raise ConnectFailed("timeout", "connect timed out") from None
+        except OSError as exc:
+            raise ConnectFailed("connect", exc.strerror or str(exc)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.timeout_s)
+        return self.tls.wrap_socket(sock, server_hostname=self.host) if self.tls else sock
+
+    def _read(self, sock: socket.socket, method: str) -> tuple[int, bytes, str]:
+        response = _Response()
+        parser = response.parser
+        while not response.complete and not (method == "HEAD" and response.headers_done):
+            count = sock.recv_into(self.buffer)
+            if count == 0:
+                if response.headers_done and not response.framed:  # a body that ends when the connection does
+                    break
+                raise ConnectionResetError("connection closed before the response ended")
+            parser.feed_data(self.view[:count])
+        status = parser.get_status_code()
+        if not response.keep_alive or not (response.framed or status in NO_BODY_STATUSES):
+            self.close()
+        return status, b"".join(response.body), response.content_type
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.poller.unregister(self.sock)
+            self.sock.close()
+            self.sock = None
+
+
 class HttpClient:
     """A simulated user's connection to the target; `call` times one request and records one Sample."""
 
     def __init__(self, base_url: str, user: int, record: Callable[[Sample], None], *, timeout_s: float,
                  connect_timeout_s: float, gauge: InflightGauge | None = None, limiter=None) -> None:
         scheme, host, port, self.prefix = parse_base_url(base_url)
-        pool_class = urllib3.HTTPSConnectionPool if scheme == "https" else urllib3.HTTPConnectionPool
-        self.pool = pool_class(host, port, maxsize=1, block=False, retries=False,
-                               timeout=urllib3.Timeout(connect=connect_timeout_s, read=timeout_s))
+        self.connection = Connection(scheme, host, port, timeout_s, connect_timeout_s)
         self.user, self.record, self.gauge, self.limiter = user, record, gauge or InflightGauge(), limiter
         self.headers: dict[str, str] = {}  # sent with every request (e.g. Authorization)
+        self.intended_ns: int | None = None  # open model: the next call's scheduled start (perf_counter_ns)
 
     def call(self, name: str, method: str, path: str, *, query: dict | None = None, form: dict | None = None,
              json=None, headers: dict | None = None, expect=OK_STATUSES, check: Check | None = None,
              intended_ns: int | None = None) -> Reply:
         """Send one request, record exactly one Sample, and return the Reply (never raises for the target's faults)."""
         url = self.prefix + path + ("?" + urlencode(query) if query else "")
-        body, all_headers = _encode(form, json, {**self.headers, **(headers or {})})
-        wait_start_ns = intended_ns or time.perf_counter_ns()
+        body, header_lines = _encode(form, json, self.headers, headers)
+        wait_start_ns = intended_ns or self.intended_ns  # closed model: None, no wait to report
+        self.intended_ns = None  # an arrival's intended start belongs to its first request only
         if self.limiter is not None:
             self.limiter.acquire()
         try:
-            reply, sample = self._send(name, method, url, body, all_headers, wait_start_ns)
+            reply, sample = self._send(name, method, url, body, header_lines, wait_start_ns)
         finally:
             if self.limiter is not None:
                 self.limiter.release()
@@ -108,33 +222,40 @@ class HttpClient:
         return reply if reply.error == error else Reply(reply.status, reply.body, reply.content_type, error,
                                                         reply.latency_us)
 
-    def _send(self, name, method, url, body, headers, wait_start_ns) -> tuple[Reply, Sample]:
+    def _send(self, name, method, url, body, header_lines, wait_start_ns) -> tuple[Reply, Sample]:
         with (self.gauge if method != "GET" else _NO_GAUGE) as inflight:
             start_s, start_ns = time.time(), time.perf_counter_ns()
+            error = ""
             try:
-                response = self.pool.urlopen(method, url, body=body, headers=headers, redirect=False,
-                                             retries=False, preload_content=True)
-                reply = Reply(response.status, response.data, response.headers.get("Content-Type", ""))
+                status, data, content_type = self.connection.request(method, url, header_lines, body)
+            except ConnectFailed as exc:
+                status, data, content_type, error = 0, exc.message.encode(), "text/plain", exc.kind
+            except httptools.HttpParserError as exc:
+                status, data, content_type, error = 0, f"malformed response: {exc}".encode(), "text/plain", "read"
             except Exception as exc:  # classify_exception re-raises anything that is not a network fault
                 error, message = classify_exception(exc)
-                reply = Reply(0, message.encode(), "text/plain", error)
+                status, data, content_type = 0, message.encode(), "text/plain"
             end_ns = time.perf_counter_ns()
         latency_us = (end_ns - start_ns) // 1000
-        reply = Reply(reply.status, reply.body, reply.content_type, reply.error, latency_us)
-        sample = Sample(name, reply.status, reply.error, reply.body.decode() if reply.error else "",
-                        latency_us, start_s, self.user, max(0, start_ns - wait_start_ns) // 1000, inflight)
+        reply = Reply(status, data, content_type, error, latency_us)
+        sample = Sample(name, status, error, data.decode() if error else "", latency_us, start_s, self.user,
+                        max(0, start_ns - wait_start_ns) // 1000 if wait_start_ns else 0, inflight)
         return reply, sample
 
     def close(self) -> None:
-        self.pool.close()
+        self.connection.close()
 
 
-def _encode(form, json, headers) -> tuple[bytes | None, dict]:
+def _encode(form, json, headers: dict, extra: dict | None) -> tuple[bytes | None, str]:
+    """The body and the request's own header lines (the connection adds Host, User-Agent and the length)."""
+    if extra:
+        headers = {**headers, **extra}  # a call's own header replaces the user's of the same name
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
     if form is not None:
-        return urlencode(form).encode(), {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        return urlencode(form).encode(), lines + "Content-Type: application/x-www-form-urlencoded\r\n"
     if json is not None:
-        return jsonlib.dumps(json).encode(), {**headers, "Content-Type": "application/json"}
-    return None, headers
+        return jsonlib.dumps(json).encode(), lines + "Content-Type: application/json\r\n"
+    return None, lines
 
 
 def _judge(reply: Reply, expect, check: Check | None) -> tuple[str, str]:

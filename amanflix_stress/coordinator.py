@@ -46,6 +46,13 @@ class RunPlan:
     setup_concurrency: int = 8
     setup_timeout_s: float = 600.0
     teardown_timeout_s: float = 60.0
+    rate: float = 0.0  # open model: arrivals per second (0 with no stages: closed model, users think)
+    stages: list = field(default_factory=list)  # open model: [[duration_s, rate], ...] ramps after `rate`
+    pin_cores: bool = True  # pin each worker process to one core where the platform allows
+
+    @property
+    def open_model(self) -> bool:
+        return bool(self.rate or self.stages)
 
 
 @dataclass
@@ -106,9 +113,11 @@ def worker_shares(plan: RunPlan, shared: dict) -> list[dict]:
     """One plain, picklable dict per worker: all it needs to run its users anywhere."""
     common = {k: getattr(plan, k) for k in ("run_id", "base_url", "behaviour", "settings", "duration_s", "timeout_s",
                                              "connect_timeout_s", "interval_s", "seed", "setup_concurrency",
-                                             "setup_timeout_s", "teardown_timeout_s")}
-    return [{**common, "worker_id": wid, "users": users, "shared": shared}
-            for wid, users in enumerate(user_schedule(plan))]
+                                             "setup_timeout_s", "teardown_timeout_s", "rate", "stages",
+                                             "pin_cores")}
+    schedule = user_schedule(plan)
+    return [{**common, "worker_id": wid, "workers": len(schedule), "users": users, "shared": shared}
+            for wid, users in enumerate(schedule)]
 
 
 def _worker_process_main(share: dict, results, control) -> None:
@@ -128,13 +137,21 @@ class Coordinator:
     def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None = None) -> None:
         self.plan = plan
         self.on_progress = on_progress or (lambda snapshot: None)
+        self.on_start: Callable[[float], None] = lambda start_s: None  # e.g. start --hold-lock's schedule
         self.ctx = multiprocessing.get_context(START_METHOD)
-        self.results = self.ctx.Queue()
-        self.control = LocalControl(self.ctx, plan.max_concurrent)
+        self.results = self._make_results()
+        self.control = self._make_control()
         self.aggregator = Aggregator(plan.interval_s, plan.timeseries_path)
         self.processes: dict[int, multiprocessing.Process] = {}
         self.interrupts = 0
         self.stop_reason = ""
+
+    def _make_results(self):
+        """Where workers put their messages; the seam a remote variant (cluster.py) overrides."""
+        return self.ctx.Queue()
+
+    def _make_control(self):
+        return LocalControl(self.ctx, self.plan.max_concurrent)
 
     def run(self) -> RunResult:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -163,6 +180,7 @@ class Coordinator:
                          self.plan.setup_timeout_s + READY_GRACE_S)
         start_s = time.time()
         self.aggregator.begin(start_s)
+        self.on_start(start_s)
         if not self.control.stop.is_set():
             self.control.set_go(start_s)
         deadline = time.monotonic() + self.plan.duration_s

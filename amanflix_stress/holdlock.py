@@ -47,9 +47,11 @@ class LockHolder:
         self.windows: list[dict] = []
         self.thread: threading.Thread | None = None
 
-    def start(self, first_after_s: float | None = None) -> None:
+    def start(self, for_s: float, first_after_s: float | None = None) -> None:
+        """Hold on schedule for `for_s` seconds (the measured phase), so cleanup afterwards is not blocked."""
         first = self.every_s / 3 if first_after_s is None else first_after_s
-        self.thread = threading.Thread(target=self._loop, args=(first,), daemon=True, name="hold-lock")
+        self.thread = threading.Thread(target=self._loop, args=(first, time.monotonic() + for_s), daemon=True,
+                                       name="hold-lock")
         self.thread.start()
 
     def stop(self) -> list[dict]:
@@ -58,19 +60,19 @@ class LockHolder:
             self.thread.join(self.hold_s + ACQUIRE_TIMEOUT_S)
         return self.windows
 
-    def _loop(self, first_after_s: float) -> None:
+    def _loop(self, first_after_s: float, until_mono: float) -> None:
         next_start = time.monotonic() + first_after_s
-        while not self.stop_event.wait(max(0.0, next_start - time.monotonic())):
-            self._hold_once()
+        while next_start < until_mono and not self.stop_event.wait(max(0.0, next_start - time.monotonic())):
+            self._hold_once(min(self.hold_s, until_mono - time.monotonic()))
             next_start += self.every_s
 
-    def _hold_once(self) -> None:
+    def _hold_once(self, hold_s: float) -> None:
         connection = sqlite3.connect(str(self.path), timeout=ACQUIRE_TIMEOUT_S, isolation_level=None)
         try:
             connection.execute(self.begin_sql)
             window = {"kind": self.kind, "start_s": time.time(), "end_s": None}
             self.windows.append(window)
-            self.stop_event.wait(self.hold_s)
+            self.stop_event.wait(hold_s)
             connection.execute("ROLLBACK")
             window["end_s"] = time.time()
         except sqlite3.Error as exc:
@@ -88,3 +90,17 @@ def windows_with_detections(windows: list[dict], timeline: list[dict], lock_clas
                     for cls, n in row["errors"].items() if cls in lock_classes)
         rows.append({**window, "lock_issues_detected": found})
     return rows
+
+
+def lock_holder(args) -> LockHolder | None:
+    """The holder --hold-lock asks for, checked before the run starts; None without the flag."""
+    if not getattr(args, "hold_lock", None):
+        return None
+    hold_s, every_s = parse_schedule(args.hold_lock_schedule)
+    return LockHolder(args.hold_lock, hold_s, every_s, args.hold_lock_kind)
+
+
+def hold_lock_section(holder: LockHolder, timeline: list[dict], lock_classes, lag_s: float) -> dict:
+    windows = windows_with_detections(holder.stop(), timeline, lock_classes, lag_s)
+    return {"path": str(holder.path), "kind": holder.kind, "hold_s": holder.hold_s, "every_s": holder.every_s,
+            "windows": windows, "windows_detected": sum(1 for w in windows if w.get("lock_issues_detected"))}

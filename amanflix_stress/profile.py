@@ -94,6 +94,18 @@ def duration(value):
     return value
 
 
+def rate_stages(value):
+    """Open-model ramp: [[duration, rate], ...]; each stage moves the arrival rate linearly to `rate`."""
+    if not isinstance(value, list) or any(not isinstance(s, list) or len(s) != 2 for s in value):
+        raise ValueError('expected [[duration, rate], ...], e.g. [["30s", 50], ["2m", 200]]')
+    for stage_duration, stage_rate in value:
+        if not isinstance(stage_duration, str):
+            raise ValueError(f"stage duration {stage_duration!r}: write it with a unit, e.g. \"30s\"")
+        parse_duration_s(stage_duration)
+        number(0, 1_000_000)(stage_rate)
+    return value
+
+
 def request_list(value):
     if not isinstance(value, list) or not value:
         raise ValueError("expected at least one [[requests]] table")
@@ -160,6 +172,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "max_concurrent": Option(number(0, 100_000, integer=True), 0, "cap on requests in flight, 0 = none"),
         "seed": Option(number(0, None, integer=True), 1, "seed of every random choice: a run is reproducible"),
         "interval_s": Option(number(0.5, 3600), 5.0, "time-series interval, seconds"),
+        "rate": Option(number(0, 1_000_000), 0.0, "open model: arrivals per second, whatever the replies do (0 = "
+                       "closed model: users think between requests)"),
+        "stages": Option(rate_stages, [], "open model ramp: [[duration, rate], ...] from `rate`; the run lasts "
+                         "their total"),
     },
     "behaviour": {
         "kind": Option(text(("http", "amanflix")), "http", "http: the [[requests]] list; amanflix: journeys"),

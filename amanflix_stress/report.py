@@ -14,11 +14,16 @@ from tabulate import tabulate
 
 from . import __version__
 from .aggregator import endpoint_rows, total_series, ms
+from .health import health_report
+from .pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
 from .stats import PERCENTILE_METHOD
 
 SCHEMA_VERSION = "amanflix-stress/report/1"
 LATENCY_CAPTION = ("closed model: each user waits for a reply before its next request, so latency is service time "
                    "and a slow server also lowers the offered load (see docs/measurement.md)")
+OPEN_CAPTION = ("open model: arrivals follow the --rate schedule whatever the replies do; response time counts from "
+                "each arrival's intended start (queueing included), service time from the actual send "
+                "(see docs/performance.md)")
 
 
 def iso(epoch_s: float | None) -> str | None:
@@ -41,7 +46,8 @@ def build_report(plan, result, args: dict, profile: dict | None = None) -> dict:
                  "started_at": iso(result.start_s), "ended_at": iso(result.end_s), "hostname": socket.gethostname(),
                  "python": platform.python_version(), "platform": platform.platform(),
                  "stop_reason": result.stop_reason, "interrupted": result.interrupted,
-                 "latency_model": LATENCY_CAPTION, "percentile_method": PERCENTILE_METHOD,
+                 "latency_model": OPEN_CAPTION if getattr(plan, "open_model", False) else LATENCY_CAPTION,
+                 "percentile_method": PERCENTILE_METHOD,
                  "timeseries": plan.timeseries_path},
         "totals": {"duration_s": round(duration_s, 3), "users": plan.users, "requests": run.requests,
                    "failures": run.failures, "error_rate": round(run.failures / run.requests, 6) if run.requests else 0.0,
@@ -57,9 +63,25 @@ def build_report(plan, result, args: dict, profile: dict | None = None) -> dict:
                      "errors": agg.error_rows(agg.phases["teardown"])},
         "workers": agg.worker_rows(),
         "worker_crashes": agg.crashes,
+        "health": health_report(agg.health_rows()),
+        "load_model": load_model_section(plan, agg, total),
     }
     report.update(result.extra)
     return report
+
+
+def load_model_section(plan, agg, total) -> dict:
+    """Closed or open; for the open model the schedule's arrivals (sent, late, dropped) and response-time totals."""
+    if not getattr(plan, "open_model", False):
+        return {"kind": "closed"}
+    counts = agg.arrival_counts()
+    scheduled = total_arrivals(build_segments(plan.rate, plan.stages, plan.duration_s))
+    response = total.response_percentiles_us((50, 95, 99)) or [float("nan")] * 3
+    return {"kind": "open", "rate": plan.rate, "stages": plan.stages, "arrivals_scheduled": scheduled,
+            "arrivals_started": counts["taken"], "late": counts["late"], "dropped": counts["dropped"],
+            "unsent_at_stop": max(0, scheduled - counts["taken"] - counts["dropped"]),
+            "late_after_ms": LATE_AFTER_S * 1000, "drop_after_ms": DROP_AFTER_S * 1000,
+            "response_p50_ms": ms(response[0]), "response_p95_ms": ms(response[1]), "response_p99_ms": ms(response[2])}
 
 
 def write_json(report: dict, path: str) -> None:
@@ -77,6 +99,11 @@ def write_json(report: dict, path: str) -> None:
         raise
 
 
+def read_json_report(path: str) -> dict:
+    with open(path) as report:
+        return json.load(report)
+
+
 def _jsonable(value):
     if isinstance(value, (set, tuple, range)):
         return list(value)
@@ -88,9 +115,21 @@ def _fmt(value) -> str:
 
 
 def render_endpoints(rows: list[dict], title: str) -> str:
+    if any("response_p50_ms" in r for r in rows):
+        return render_open_endpoints(rows, title)
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     table = [[r["name"], _fmt(r["requests"]), _fmt(r["failures"]), _fmt(r["rps"]), _fmt(r["mean_ms"]),
               _fmt(r["p50_ms"]), _fmt(r["p95_ms"]), _fmt(r["p99_ms"]), _fmt(r["max_ms"])] for r in rows]
+    return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
+
+
+def render_open_endpoints(rows: list[dict], title: str) -> str:
+    """Open model: response time (from the intended start) beside service time (from the actual send)."""
+    headers = ["endpoint", "requests", "failures", "req/s", "response p50", "p99", "max ms", "service p50", "p99",
+               "max ms"]
+    table = [[r["name"], _fmt(r["requests"]), _fmt(r["failures"]), _fmt(r["rps"]), _fmt(r.get("response_p50_ms")),
+              _fmt(r.get("response_p99_ms")), _fmt(r.get("response_max_ms")), _fmt(r["p50_ms"]), _fmt(r["p99_ms"]),
+              _fmt(r["max_ms"])] for r in rows]
     return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
 
 
@@ -119,7 +158,46 @@ def render_totals(report: dict) -> str:
             ["requests", f"{t['requests']:,}"], ["throughput", f"{t['throughput_rps']:,.1f} req/s"],
             ["error rate", f"{t['error_rate']:.2%} ({t['failures']:,} failed)"],
             ["latency p50 / p95 / p99", f"{_fmt(t['p50_ms'])} / {_fmt(t['p95_ms'])} / {_fmt(t['p99_ms'])} ms"]]
+    rows += open_model_rows(report.get("load_model", {}))
     return "TOTALS\n" + tabulate(rows, tablefmt="plain", disable_numparse=True)
+
+
+def open_model_rows(model: dict) -> list[list]:
+    """The open model's extra totals: service time is the latency line above; response time and arrivals here."""
+    if model.get("kind") != "open":
+        return []
+    response = f"{_fmt(model['response_p50_ms'])} / {_fmt(model['response_p95_ms'])} / {_fmt(model['response_p99_ms'])}"
+    return [["(latency above is service time: from the actual send)", ""],
+            ["response time p50 / p95 / p99", f"{response} ms (from the intended start)"],
+            ["arrivals", f"{model['arrivals_started']:,} of {model['arrivals_scheduled']:,} scheduled; "
+                         f"late {model['late']:,} (> {model['late_after_ms']:.0f} ms), dropped {model['dropped']:,} "
+                         f"(> {model['drop_after_ms']:.0f} ms overdue), unsent at the stop {model['unsent_at_stop']:,}"]]
+
+
+def render_health(health: dict) -> str:
+    """GENERATOR HEALTH: each worker's CPU, lag and threads, and DEGRADED with its reasons when it was the bottleneck."""
+    headers = ["worker", "core", "cpu cores", "cpu peak", "lag p50 ms", "lag p99 ms", "lag max ms", "threads", "busy"]
+    table = [[r["id"], _or_dash(r["core"]), _cores(r["cpu_cores"]), _cores(r["cpu_peak_cores"]), _fmt(r["lag_p50_ms"]),
+              _fmt(r["lag_p99_ms"]), _fmt(r["lag_max_ms"]), r["threads"],
+              "-" if r["busy_share"] is None else f"{r['busy_share']:.0%}"] for r in health["workers"]]
+    limits = health["limits"]
+    if health["degraded"]:
+        verdict = ("DEGRADED: the generator was the bottleneck, so its latencies include its own queueing: "
+                   + "; ".join(health["reasons"]))
+    elif any(r["cpu_cores"] is not None for r in health["workers"]):
+        verdict = (f"generator healthy: every worker under {limits['cpu_cores']:.2f} cores and "
+                   f"{limits['lag_p99_ms']:.0f} ms p99 lag")
+    else:
+        verdict = "no health figures: no worker reported from the measured phase"
+    return "GENERATOR HEALTH\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True) + "\n" + verdict
+
+
+def _cores(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def render_workers(rows: list[dict]) -> str:
@@ -137,6 +215,14 @@ def render_report(report: dict) -> str:
         parts.append(render_endpoints(report["setup"]["endpoints"], "SETUP (before the measured phase)"))
     parts += [render_endpoints(report["endpoints"], "ENDPOINTS (measured phase)"),
               render_errors(report["errors"]), render_totals(report), render_workers(report["workers"])]
+    if "health" in report:
+        parts.append(render_health(report["health"]))
+    if report["teardown"]["endpoints"]:
+        parts.append(render_endpoints(report["teardown"]["endpoints"], "TEARDOWN (verification and cleanup)"))
+    if "lock_issues" in report:
+        parts.append(render_lock_issues(report["lock_issues"], report.get("hold_lock")))
+    if "amanflix" in report:
+        parts.append(render_accounts(report["amanflix"]))
     if report["worker_crashes"]:
         parts.append("WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report["worker_crashes"]))
     parts.append(f"latency: {report['meta']['latency_model']}; percentiles: {report['meta']['percentile_method']}")
@@ -148,3 +234,47 @@ def progress_line(snapshot: dict, total_s: float) -> str:
     return (f"[{snapshot['elapsed_s']:5.0f}/{total_s:.0f} s] requests {snapshot['requests']:,}  "
             f"{snapshot['rps']:,.0f} req/s  errors {snapshot['failures']:,}  p95 {p95}  "
             f"users {snapshot['active_users']}")
+
+
+def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
+    """DATABASE LOCK ISSUES DETECTED, or what was verified to find none."""
+    verified = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+    held = render_hold_windows(hold_lock) if hold_lock else ""
+    if not section["detected"]:
+        return f"no lock issues detected; verified: {verified}" + (f"\n\n{held}" if held else "")
+    classes = [[cls, f"{n:,}", section["explain"][cls]] for cls, n in section["by_class"].items()]
+    parts = [f"DATABASE LOCK ISSUES DETECTED: {section['total']:,} ({section['lock_error_rate']:.2%} of requests)",
+             tabulate(classes, ["class", "count", "what it means"], tablefmt="simple", disable_numparse=True)]
+    endpoint_rows = [[name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
+                     for name, counts in list(section["endpoints"].items())[:8]]
+    parts.append(tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True))
+    users = ", ".join(f"user {u['user']}: {u['lock_errors']}" for u in section["top_users"][:5])
+    parts.append(f"top users: {users or '-'}")
+    parts.append("timeline: " + (" ".join(f"[{_clock(row['start_s'])} {sum(v for k, v in row.items() if k not in ('interval', 'start_s'))}]"
+                                          for row in section["timeline"][:24]) or "-"))
+    parts.append(f"verified: {verified}")
+    if held:
+        parts.append(held)
+    return "\n".join(parts)
+
+
+def render_hold_windows(hold_lock: dict) -> str:
+    rows = [[i + 1, _clock(w["start_s"]), f"{(w['end_s'] or w['start_s']) - w['start_s']:.1f} s", w["kind"],
+             w.get("error") or f"{w['lock_issues_detected']:,}"] for i, w in enumerate(hold_lock["windows"])]
+    caught = sum(1 for w in hold_lock["windows"] if w.get("lock_issues_detected"))
+    return (f"HELD LOCK WINDOWS on {hold_lock['path']}: {caught} of {len(rows)} showed lock issues\n"
+            + tabulate(rows, ["#", "start", "held", "lock", "lock issues found"], tablefmt="simple",
+                       disable_numparse=True))
+
+
+def render_accounts(section: dict) -> str:
+    cleanup, counters = section["cleanup"], section["counters"]
+    line = (f"ACCOUNTS: created {cleanup.get('created', 0)}, deleted {cleanup.get('deleted', 0)}, left behind "
+            f"{cleanup.get('left_behind', 0)} ({cleanup.get('method', '-')})")
+    if cleanup.get("rows_left_behind"):
+        line += f"\n  {cleanup['rows_left_behind']} watch-history/my-list rows left behind: {cleanup['note']}"
+    extras = {k: counters[k] for k in ("phantom_registrations", "setup_retries", "relogins", "users_dropped")
+              if counters.get(k)}
+    if extras:
+        line += "\n  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extras.items())
+    return line

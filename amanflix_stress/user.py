@@ -30,12 +30,17 @@ class UserContext:
     rng: random.Random
     new_client: Callable[[], HttpClient]
     start_s: float = 0.0  # wall-clock start of the measured phase, the same in every worker
+    open_model: bool = False  # arrivals pace the user (--rate), so its think time is skipped
 
     def sleep(self, seconds: float) -> bool:
         """Think time that a stop interrupts: True if the user should go on."""
-        return not self.stop.wait(max(0.0, seconds))
+        if seconds <= 0:  # Event.wait(0) still takes a lock and a condition: the hot path of no-think runs
+            return not self.stop.is_set()
+        return not self.stop.wait(seconds)
 
     def think(self) -> bool:
+        if self.open_model:
+            return not self.stop.is_set()
         low, high = self.settings.get("think_time_s", (0.0, 0.0))
         return self.sleep(self.rng.uniform(low, high))
 

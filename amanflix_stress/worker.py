@@ -10,6 +10,8 @@ import time
 import traceback
 
 from .client import HttpClient, InflightGauge
+from .health import HealthMeter, pin_to_core
+from .pacing import ArrivalSchedule, build_segments
 from .sample import Sample
 from .stats import Stats
 from .user import User, UserContext, behaviour_class
@@ -35,10 +37,17 @@ class Worker:
         self.gauge = InflightGauge()
         self.active_users = 0
         self.start_s = 0.0
+        self.origin_ns = 0  # perf_counter_ns at the run's start: the open model's due times count from here
         self.threads: list[threading.Thread] = []
+        self.health = HealthMeter()
+        self.busy = InflightGauge()  # open model: user threads running an arrival
+        self.clients: dict[int, list[HttpClient]] = {}
+        self.schedule = open_schedule(share)
 
     def run(self) -> None:
-        self.send("hello", {"pid": os.getpid(), "host": socket.gethostname(), "users": len(self.share["users"])})
+        core = pin_to_core(self.id) if self.share.get("pin_cores", True) else None
+        self.send("hello", {"pid": os.getpid(), "host": socket.gethostname(), "users": len(self.share["users"]),
+                            "core": core})
         everyone = [self.make_user(index) for index, _offset in self.share["users"]]
         ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], self.share["setup_timeout_s"])
         users = [u for u, ok in zip(everyone, ready) if ok is True]
@@ -62,13 +71,16 @@ class Worker:
         share = self.share
         ctx = UserContext(index=index, worker_id=self.id, run_id=share["run_id"], base_url=share["base_url"],
                           settings=share["settings"], shared=share.get("shared", {}), stop=self.stop,
-                          rng=random.Random(f"{share['seed']}:{index}"), new_client=lambda: self.new_client(index))
+                          rng=random.Random(f"{share['seed']}:{index}"), new_client=lambda: self.new_client(index),
+                          open_model=self.schedule is not None)
         return behaviour_class(share["behaviour"])(ctx)
 
     def new_client(self, index: int) -> HttpClient:
-        return HttpClient(self.share["base_url"], index, self.pending.append, timeout_s=self.share["timeout_s"],
-                          connect_timeout_s=self.share["connect_timeout_s"], gauge=self.gauge,
-                          limiter=getattr(self.control, "limiter", None))
+        client = HttpClient(self.share["base_url"], index, self.pending.append, timeout_s=self.share["timeout_s"],
+                            connect_timeout_s=self.share["connect_timeout_s"], gauge=self.gauge,
+                            limiter=getattr(self.control, "limiter", None))
+        self.clients.setdefault(index, []).append(client)
+        return client
 
     def wait_go(self) -> float | None:
         """Block until the coordinator says go (returns the shared start time) or stop (returns None)."""
@@ -86,6 +98,10 @@ class Worker:
         deadline = time.monotonic() + self.share["duration_s"] - (time.time() - self.start_s)
         offset_of = dict((index, offset) for index, offset in self.share["users"])
         offsets = sorted(((offset_of[u.ctx.index], u) for u in users), key=lambda pair: pair[0])
+        self.origin_ns = time.perf_counter_ns() - int((time.time() - self.start_s) * 1e9)
+        if self.schedule is not None:  # open model: the whole pool waits for arrivals from the start
+            offsets = [(0.0, user) for _offset, user in offsets]
+        self.flush(RUN_PHASE)  # an empty batch: the CPU clock's reading at the start of the measured phase
         next_flush = time.monotonic() + BATCH_S
         while not self.control.stop.is_set() and time.monotonic() < deadline:
             while offsets and time.time() >= self.start_s + offsets[0][0]:
@@ -93,7 +109,7 @@ class Worker:
             if time.monotonic() >= next_flush:
                 self.flush(RUN_PHASE)
                 next_flush += BATCH_S
-            self.stop.wait(TICK_S)
+            self.tick()
         self.stop.set()
         join_until = time.monotonic() + self.share["timeout_s"] + 2 * TICK_S
         for thread in self.threads:
@@ -106,14 +122,46 @@ class Worker:
         self.threads.append(thread)
         thread.start()
 
+    def tick(self) -> None:
+        """Wait one tick; how late it ends is the schedule lag every thread of this process suffers."""
+        self.health.busy(self.busy.value if self.schedule else None, self.active_users)
+        asked_s = time.perf_counter()
+        if not self.stop.wait(TICK_S):
+            self.health.lag(time.perf_counter() - asked_s - TICK_S)
+
+    def elapsed_s(self) -> float:
+        return (time.perf_counter_ns() - self.origin_ns) / 1e9
+
     def user_loop(self, user: User) -> None:
         try:
-            while not self.stop.is_set():
+            if self.schedule is not None:
+                self.arrival_loop(user)
+            while self.schedule is None and not self.stop.is_set():
                 user.step()
         except Exception:
             self.send("crash", traceback.format_exc())
         finally:
             self.active_users -= 1
+
+    def arrival_loop(self, user: User) -> None:
+        """Open model: take the next arrival, wait until it is due, run one step that carries its intended start."""
+        clients = self.clients.get(user.ctx.index, [])
+        while not self.stop.is_set():
+            now_s = self.elapsed_s()
+            due_s = self.schedule.take(now_s)
+            if due_s is None:
+                return
+            if due_s > now_s:
+                if self.stop.wait(due_s - now_s):
+                    return
+                self.health.lag(self.elapsed_s() - due_s)  # an idle thread woke this late: the generator's lag
+            self.schedule.count_late(self.elapsed_s() - due_s)
+            for client in clients:
+                client.intended_ns = self.origin_ns + int(due_s * 1e9)
+            with self.busy:
+                user.step()
+            for client in clients:
+                client.intended_ns = None
 
     def run_phase(self, phase: str, jobs: list, timeout_s: float) -> list:
         """Run setup or teardown jobs on a bounded number of threads; a job's result, or None if it never ended."""
@@ -157,7 +205,17 @@ class Worker:
             stats.add_samples(group)
             batches.append([index, stats.to_plain()])
         self.send("batch", {"phase": phase, "intervals": batches, "active_users": self.active_users,
-                            "inflight": self.gauge.value, "cpu_s": time.process_time(), "wall_s": time.time()})
+                            "inflight": self.gauge.value, "cpu_s": time.process_time(), "wall_s": time.time(),
+                            "health": self.health.snapshot(),
+                            "arrivals": self.schedule.counts() if self.schedule is not None else None})
 
     def send(self, kind: str, payload) -> None:
         self.results.put((kind, self.id, payload))
+
+
+def open_schedule(share: dict) -> ArrivalSchedule | None:
+    """This worker's share of the open model's arrivals, or None for a closed-model (think time) run."""
+    if not share.get("rate") and not share.get("stages"):
+        return None
+    segments = build_segments(share.get("rate", 0.0), share.get("stages", []), share["duration_s"])
+    return ArrivalSchedule(segments, share["worker_id"], share["workers"])

@@ -58,7 +58,12 @@ def upsert_legacy(conn, values: dict) -> dict:
         store.write(conn, endpoint, lambda c: c.execute(stmt))
         return _reload(conn, existing["id"])
     ok, new_id = store.write(conn, endpoint, lambda c: c.execute(insert(W).values(**values)).inserted_primary_key[0])
-    return _reload(conn, new_id) if ok else dict(values, id=None, watched_at=None, last_watched=None)
+    if not ok:
+        return dict(values, id=None, watched_at=None, last_watched=None)
+    first_id = conn.execute(select(W.c.id).where(*where).order_by(W.c.id).limit(1)).scalar()
+    if first_id != new_id:  # writes are serialised, so the lower id committed first: this row is the extra one
+        sandbox().truth.duplicate_created()
+    return _reload(conn, new_id)
 
 
 def upsert_fixed(conn, values: dict) -> dict:

@@ -27,6 +27,7 @@ class Truth:
         self.lost_writes: Counter = Counter()
         self.users_registered = 0
         self.users_deleted = 0
+        self.duplicates_created = 0  # rows inserted beside an existing row for the same title: survives deletes
 
     def lock_event(self, endpoint: str) -> None:
         with self._lock:
@@ -35,6 +36,10 @@ class Truth:
     def lost_write(self, endpoint: str) -> None:
         with self._lock:
             self.lost_writes[endpoint] += 1
+
+    def duplicate_created(self) -> None:
+        with self._lock:
+            self.duplicates_created += 1
 
     def user_registered(self) -> None:
         with self._lock:
@@ -56,6 +61,7 @@ class Truth:
                 "lost_writes_by_endpoint": dict(self.lost_writes),
                 "users_registered": self.users_registered,
                 "users_deleted": self.users_deleted,
+                "duplicate_watch_history_rows_created": self.duplicates_created,
             }
 
     def snapshot(self, engine) -> dict:

@@ -1,0 +1,385 @@
+"""Scale-out on Dask distributed: the same worker function on Dask workers, stats back over a Dask queue."""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import pickle
+import queue
+import re
+import signal
+import threading
+import time
+import uuid
+from typing import Callable, Iterator
+
+from . import __version__
+from .aggregator import WorkerState
+from .coordinator import READY_GRACE_S, WORKER_SILENCE_S, Coordinator, RunPlan, RunResult
+from .errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
+from .worker import run_worker
+
+try:  # an optional extra: without it only --cluster is unavailable
+    import dask
+    import distributed
+except ImportError:  # pragma: no cover - exercised by patching `distributed` to None
+    dask = distributed = None
+
+INSTALL_HINT = "pip install 'amanflix-stress[cluster]'"
+CONNECT_TIMEOUT_S = 10.0  # reaching the scheduler and seeing at least one worker
+LOCAL_MAX_PROCESSES = 64
+WATCH_S = 0.5  # one long-poll on the stop event: bounds how long a worker's watcher outlives its task
+LIVENESS_EVERY_S = 1.0  # how often the coordinator asks the scheduler which Dask workers are alive
+GO_GRACE_S = 30.0  # a worker that never hears go gives up this long after the coordinator would have started
+REAP_WAIT_S = 5.0  # after every share said done (or was lost), how long their Dask tasks may take to return
+RESTART_TIMEOUT_S = 20.0  # last resort: restarting a Dask worker whose share ignored the stop
+REFUSED = ("this share was started again by Dask after its first Dask worker was lost; "
+           "refused so the load is not doubled")
+
+
+class ClusterUnreachable(StressError):
+    """The Dask scheduler did not answer."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+def parse_address(address: str) -> tuple[str, str | int]:
+    """`local:N` -> ("local", N); `tcp://host:port` or `tls://host:port` -> ("remote", address)."""
+    local = re.fullmatch(r"local:(\d+)", address)
+    if local and 1 <= int(local.group(1)) <= LOCAL_MAX_PROCESSES:
+        return "local", int(local.group(1))
+    if re.fullmatch(r"(tcp|tls)://[^\s/:]+:\d{1,5}", address):
+        return "remote", address
+    raise UsageError(f"--cluster {address!r}: expected tcp://HOST:PORT (a running 'dask scheduler') "
+                     f"or local:N with N from 1 to {LOCAL_MAX_PROCESSES}")
+
+
+def require_dask() -> None:
+    if distributed is None:
+        raise UsageError(f"--cluster needs Dask, which is not installed: {INSTALL_HINT}")
+
+
+def run_on_cluster(address: str, plan: RunPlan, on_progress: Callable[[dict], None] | None = None,
+                   workers_given: bool = False) -> RunResult:
+    """Run the plan on the Dask cluster at `address`; one share per Dask worker thread unless --workers says."""
+    require_dask()
+    with connect(address) as client:
+        slots = worker_slots(client)
+        if not workers_given:
+            plan.workers = len(slots)
+        return DaskCoordinator(plan, on_progress, client).run()
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator["distributed.Client"]:
+    """A client on the cluster (started here for local:N), checked to run our version; closed on exit."""
+    kind, where = parse_address(address)
+    with contextlib.ExitStack() as stack:
+        if kind == "local":
+            cluster = stack.enter_context(start_local_cluster(where))
+            where = cluster.scheduler_address
+        client = stack.enter_context(_client(where))
+        check_workers(client, address)
+        yield client
+
+
+def start_local_cluster(processes: int) -> "distributed.LocalCluster":
+    """N single-threaded worker processes on loopback, no dashboard, no memory limit, lost tasks never re-run."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), _sigint_ignored():
+        return distributed.LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
+                                        host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
+                                        scheduler_kwargs={"dashboard": False}, memory_limit=0,
+                                        silence_logs=logging.ERROR)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Worker processes inherit an ignored SIGINT, so a terminal's Ctrl-C reaches only the coordinator."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _client(address: str) -> "distributed.Client":
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, name="amanflix-stress")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterUnreachable(f"no Dask scheduler answered at {address} within {CONNECT_TIMEOUT_S:.0f} s "
+                                 f"({type(exc).__name__}): start 'dask scheduler' there or fix --cluster") from None
+
+
+def check_workers(client: "distributed.Client", address: str) -> None:
+    """At least one Dask worker, and every one of them runs this version of amanflix-stress."""
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError):
+        raise SetupFailed(f"the Dask scheduler at {address} has no workers: run 'dask worker {address}' "
+                          "on each load machine") from None
+    try:
+        versions = client.run(worker_version)
+    except Exception as exc:  # a worker that cannot even unpickle our function lacks the package
+        raise SetupFailed(f"a Dask worker cannot run amanflix-stress ({type(exc).__name__}): "
+                          f"{INSTALL_HINT} on every worker machine") from None
+    wrong = {addr: v for addr, v in versions.items() if v != __version__}
+    for addr, version in sorted(wrong.items())[:1]:
+        raise SetupFailed(f"Dask worker {addr} has amanflix-stress {version}, this is {__version__}: "
+                          "install the same version on every machine")
+
+
+def worker_version() -> str:
+    return __version__
+
+
+def worker_slots(client: "distributed.Client") -> list[str]:
+    """One entry per Dask worker thread, interleaved across workers, so shares spread over machines first."""
+    workers = client.scheduler_info()["workers"]
+    depth = max((w["nthreads"] for w in workers.values()), default=0)
+    return [addr for level in range(depth) for addr, w in sorted(workers.items()) if w["nthreads"] > level]
+
+
+def share_caps(max_concurrent: int, shares: int) -> list[int]:
+    """The run-wide in-flight cap split across shares (a per-request round trip to the scheduler would be timed)."""
+    if max_concurrent <= 0:
+        return [0] * shares
+    if max_concurrent < shares:
+        raise UsageError(f"--max-concurrent {max_concurrent} is below the {shares} shares on the cluster, and each "
+                         f"share needs one slot: raise it or pass --workers {max_concurrent}")
+    return [max_concurrent // shares + (1 if i < max_concurrent % shares else 0) for i in range(shares)]
+
+
+class ResultStream:
+    """The coordinator's end of the results: a Dask queue read like a multiprocessing queue."""
+
+    def __init__(self, dask_queue: "distributed.Queue") -> None:
+        self.queue = dask_queue
+        self.buffer: collections.deque = collections.deque()
+        self.lost: str = ""  # why the scheduler stopped answering, if it did
+
+    def get(self, timeout: float | None = None):
+        if not self.buffer:
+            self._fetch(timeout)
+        if not self.buffer:
+            raise queue.Empty
+        return self.buffer.popleft()
+
+    def get_nowait(self):
+        return self.get(None)
+
+    def _fetch(self, timeout_s: float | None) -> None:
+        """Everything waiting, without blocking; then a local pause, as a timed get logs an error on the scheduler."""
+        try:
+            items = self.queue.get(batch=True)
+        except TimeoutError:  # a slow scheduler; the liveness check decides whether it is gone
+            items = []
+        except Exception as exc:  # closed comms, or a client that gave up reconnecting (scheduler is None)
+            self.lost, items = f"lost contact with the Dask scheduler ({type(exc).__name__})", []
+        self.buffer.extend(pickle.loads(item) for item in items)
+        if not items and timeout_s:
+            time.sleep(timeout_s)
+
+
+class ResultSender:
+    """A worker's end: each message pickled, so tuples and payloads arrive exactly as a local queue delivers them."""
+
+    def __init__(self, dask_queue: "distributed.Queue") -> None:
+        self.queue = dask_queue
+
+    def put(self, message: tuple) -> None:
+        self.queue.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class ClusterControl:
+    """The coordinator's end of stop and go. A signal handler only sets a local flag; the run loop publishes it."""
+
+    def __init__(self, client: "distributed.Client", prefix: str) -> None:
+        self.names = {"results": f"{prefix}-results", "stop": f"{prefix}-stop", "go": f"{prefix}-go"}
+        self.stop = threading.Event()
+        self.remote_stop = distributed.Event(self.names["stop"], client=client)
+        self.go = distributed.Event(self.names["go"], client=client)
+        self.published = False
+
+    def set_go(self, start_s: float) -> None:
+        self.go.set()  # each worker counts from hearing go, on its own clock: skew between machines cancels out
+
+    def publish(self) -> None:
+        if self.stop.is_set() and not self.published:
+            with contextlib.suppress(Exception):  # no scheduler: each worker's own deadline still stops it
+                self.remote_stop.set()
+                self.published = True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the scheduler may be gone; nothing is left to tidy then
+            self.remote_stop.clear()
+            self.go.clear()
+
+
+class RemoteControl:
+    """A worker's view: a local stop flag fed by the scheduler's stop event, go, and its part of the in-flight cap."""
+
+    def __init__(self, client: "distributed.Client", spec: dict) -> None:
+        self.stop = threading.Event()
+        self.limiter = threading.BoundedSemaphore(spec["max_concurrent"]) if spec["max_concurrent"] > 0 else None
+        self.go = distributed.Event(spec["go"], client=client)
+        self.remote_stop = distributed.Event(spec["stop"], client=client)
+        self.give_up_mono = time.monotonic() + spec["go_timeout_s"]
+        self.closed = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, daemon=True, name="amanflix-stress-stop-watcher")
+        self.watcher.start()
+
+    def wait_go(self, timeout_s: float) -> float | None:
+        if time.monotonic() >= self.give_up_mono:  # the coordinator is gone: end instead of waiting forever
+            self.stop.set()
+            return None
+        return time.time() if self.go.wait(timeout_s) else None
+
+    def _watch(self) -> None:
+        while not self.closed.is_set() and not self.stop.is_set():
+            try:
+                if self.remote_stop.wait(WATCH_S):
+                    self.stop.set()
+            except Exception:  # scheduler unreachable: the worker's own deadline still ends the run
+                self.closed.wait(WATCH_S)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.watcher.join(2 * WATCH_S)
+
+
+def run_share(share: dict, spec: dict) -> str:
+    """The Dask task: one worker's share, run at most once, with results and control through the scheduler."""
+    client = distributed.get_client()
+    distributed.secede()  # a long task: leave the thread pool so any number of shares fit on a worker
+    results = ResultSender(distributed.Queue(spec["results"], client=client))
+    claim = distributed.Queue(spec["claim"], client=client)
+    try:
+        if not claim.get(batch=True):
+            results.put(("crash", share["worker_id"], REFUSED))
+            return "refused"
+        run_claimed(share, results, RemoteControl(client, spec))
+        return "done"
+    finally:  # the scheduler keeps a queue while any client holds it
+        claim.close()
+        results.queue.close()
+
+
+def run_claimed(share: dict, results: ResultSender, control: RemoteControl) -> None:
+    try:
+        run_worker(share, results, control)
+    finally:
+        control.close()
+
+
+class DaskCoordinator(Coordinator):
+    """The local coordinator's run, with each worker's share a Dask task instead of a local process."""
+
+    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None, client: "distributed.Client"):
+        self.client = client
+        self.prefix = f"amanflix-stress-{plan.run_id}-{uuid.uuid4().hex[:8]}"
+        super().__init__(plan, on_progress)
+        self.futures: dict[int, distributed.Future] = {}
+        self.placement: dict[int, str] = {}
+        self.claims: dict[int, distributed.Queue] = {}
+        self.slots: list[str] = []
+        self.caps: list[int] = []
+        self.next_liveness_mono = 0.0
+
+    def _make_results(self) -> ResultStream:
+        return ResultStream(distributed.Queue(f"{self.prefix}-results", client=self.client))
+
+    def _make_control(self) -> ClusterControl:
+        return ClusterControl(self.client, self.prefix)
+
+    def _launch(self, share: dict) -> None:
+        wid = share["worker_id"]
+        if not self.slots:
+            self.slots = worker_slots(self.client)
+            self.caps = share_caps(self.plan.max_concurrent, min(self.plan.workers, self.plan.users))
+        address = self.slots[wid % len(self.slots)]
+        claim = self.claims[wid] = distributed.Queue(f"{self.prefix}-claim-{wid}", client=self.client)
+        claim.put(wid)  # the one ticket: a second start of this share finds none
+        spec = {**self.control.names, "claim": claim.name, "max_concurrent": self.caps[wid],
+                "go_timeout_s": self.plan.setup_timeout_s + READY_GRACE_S + GO_GRACE_S}
+        self.futures[wid] = self.client.submit(run_share, share, spec, key=f"{self.prefix}-worker-{wid}",
+                                               pure=False, retries=0, workers=[address], allow_other_workers=False)
+        self.placement[wid] = address
+        self.aggregator.workers[wid] = WorkerState(wid, users=len(share["users"]), host=address)
+
+    def _check_workers(self) -> None:
+        self.control.publish()
+        now = time.monotonic()
+        if now < self.next_liveness_mono:
+            return
+        self.next_liveness_mono = now + LIVENESS_EVERY_S
+        alive = self._alive_workers()
+        for wid, future in self.futures.items():
+            state = self.aggregator.workers[wid]
+            if state.status in ("done", "died", "hung"):
+                continue
+            lost = self._loss(wid, future, alive)
+            if lost:
+                self._drain()
+                if state.status != "done":
+                    state.status, state.detail = "died", f"{lost}; its {state.users} users stopped, not re-run"
+            elif now - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
+                state.status, state.detail = "hung", f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost"
+
+    def _alive_workers(self) -> set[str] | None:
+        """The Dask workers the scheduler knows, or None when the scheduler is out of reach."""
+        try:
+            info = self.client.scheduler_info()
+        except Exception:  # as in ResultStream._fetch: any failure here means no answer
+            return None
+        return set(info["workers"]) if self.client.status == "running" and "workers" in info else None
+
+    def _loss(self, wid: int, future, alive: set[str] | None) -> str:
+        """Why this share's task can no longer report, or "" while it can."""
+        address = self.placement[wid]
+        if alive is None or self.results.lost:
+            return self.results.lost or "lost the Dask scheduler"
+        if address not in alive:
+            return f"Dask worker {address} left the cluster"
+        if future.status == "error":
+            error = future.exception(timeout=5)
+            return f"its Dask task failed on {address} ({type(error).__name__}: {str(error)[:200]})"
+        if future.status in ("cancelled", "lost"):
+            return f"its Dask task was {future.status} on {address}"
+        if future.status == "finished":
+            return f"its Dask task on {address} ended without saying done"
+        return ""
+
+    def _all_settled(self, statuses: tuple[str, ...]) -> bool:
+        return all(self.aggregator.workers[w].status in statuses for w in self.futures)
+
+    def _reap(self) -> None:
+        """Stop published, tasks given a moment to return; a Dask worker still running a share is restarted."""
+        self.control.stop.set()
+        with contextlib.suppress(Exception):
+            self.control.publish()
+            running = [f for w, f in self.futures.items() if self.aggregator.workers[w].status != "died"]
+            if running and self.interrupts < 2:
+                with contextlib.suppress(TimeoutError):
+                    distributed.wait(running, timeout=REAP_WAIT_S)
+            self._restart_stuck()
+            self._drain()  # a refused re-run's note arrives after the others said done
+            self.client.cancel(list(self.futures.values()), force=True)
+            for claim in self.claims.values():
+                claim.close()
+            self.results.queue.close()
+        self.control.close()
+
+    def _restart_stuck(self) -> None:
+        """The last resort, for a share that ignored both the stop event and its own deadline."""
+        stuck = {w: self.placement[w] for w, f in self.futures.items()
+                 if not f.done() and self.aggregator.workers[w].status != "died"}
+        if not stuck:
+            return
+        self.client.restart_workers(sorted(set(stuck.values())), timeout=RESTART_TIMEOUT_S, raise_for_error=False)
+        for wid in stuck:
+            state = self.aggregator.workers[wid]
+            state.detail = (state.detail + "; " if state.detail else "") + "its Dask worker was restarted to stop it"
+

@@ -1,0 +1,200 @@
+"""Run folders: a timestamped folder per run under --report-dir, the overlap lock, retention, and the files inside."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .baseline import compare, load_baseline, render_baseline
+from .errors import AlreadyRunning, UsageError
+from .report import render_report, write_json
+from .thresholds import breached, render_thresholds
+
+LOCK_NAME = ".amanflix-stress.lock"
+MARKER_NAME = ".amanflix-stress-run"  # only folders carrying it are ever removed by retention
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+FILES = {"report": "report.json", "summary": "summary.txt", "html": "report.html", "junit": "junit.xml"}
+
+
+class DirLock:
+    """An flock on <dir>/.amanflix-stress.lock: the kernel drops it when its holder dies, so a crashed run's
+    lock is stale by construction; the holder's details in the file let a refusal say who holds it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> dict | None:
+        """Take the lock; the details of a previous holder that never released it (a crashed run), if any."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = read_holder(fd)
+            os.close(fd)
+            raise AlreadyRunning(f"{self.path.parent} is in use by another run ({describe(holder)}); "
+                                 "wait for it to finish or give another --report-dir") from None
+        self.fd = fd
+        stale = read_holder(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder_details()).encode(), 0)
+        return stale or None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)  # an empty lock file means the last holder finished cleanly
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def holder_details() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def read_holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {"pid": "?", "started_at": "unknown time"}
+
+
+def describe(holder: dict) -> str:
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started_at', '?')}"
+
+
+def run_folders(root: Path) -> list[Path]:
+    """This tool's run folders under root, oldest first (names start with the start time)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name) and (p / MARKER_NAME).exists())
+
+
+def prune(root: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` run folders (0 keeps everything)."""
+    folders = run_folders(root)
+    doomed = folders[:-keep] if 0 < keep < len(folders) else []
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return doomed
+
+
+def previous_report(root: Path, current: Path | None) -> Path | None:
+    for folder in reversed(run_folders(root)):
+        if folder != current and (folder / FILES["report"]).is_file():
+            return folder / FILES["report"]
+    return None
+
+
+def default_report_path() -> str:
+    return os.path.join("reports", time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
+
+
+class RunDir:
+    """Where one run's files go: a locked, timestamped folder under report_dir, or a single JSON path."""
+
+    def __init__(self, reporting: dict, report_json: str | None) -> None:
+        self.reporting = reporting
+        self.root = Path(reporting["report_dir"]) if reporting["report_dir"] else None
+        if self.root and report_json:
+            raise UsageError("--report-json and --report-dir both given: the run folder holds report.json; "
+                             "drop one of them")
+        if not self.root and (reporting["keep"] or reporting["baseline"] == "previous"):
+            what = "--keep" if reporting["keep"] else "--baseline previous"
+            raise UsageError(f"{what} needs --report-dir DIR (or [reporting] report_dir) to find earlier runs")
+        self.lock = DirLock(self.root) if self.root else None
+        self.folder: Path | None = None
+        self.report_path = report_json or default_report_path()
+        self.stale: dict | None = None
+
+    def __enter__(self) -> "RunDir":
+        if self.root:
+            self._open_folder()
+        return self
+
+    def _open_folder(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--report-dir {self.root}: cannot create it ({exc.strerror})") from None
+        self.stale = self.lock.acquire()
+        if self.stale:
+            print(f"amanflix-stress: note: took over the lock of a run that did not finish ({describe(self.stale)})",
+                  file=sys.stderr)
+        self.folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.folder.mkdir()
+        (self.folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
+        self.report_path = str(self.folder / FILES["report"])
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type and self.folder and not (self.folder / FILES["report"]).exists():
+            shutil.rmtree(self.folder, ignore_errors=True)  # the run never started: leave no empty folder
+        if self.lock:
+            self.lock.release()
+
+    def compare_with_baseline(self, report: dict) -> dict | None:
+        """The comparison with the configured baseline; None when there is none (yet)."""
+        wanted = self.reporting["baseline"]
+        path = previous_report(self.root, self.folder) if wanted == "previous" else (Path(wanted) if wanted else None)
+        if path is None:
+            return None
+        return compare(report, load_baseline(str(path)), str(path), self.reporting["regression_pct"])
+
+    def write(self, report: dict, tty: bool) -> str:
+        """Write every output; the console text: the full summary on a terminal, a few lines for cron mail."""
+        write_json(report, self.report_path)
+        summary = summary_text(report)
+        written = [f"report: {self.report_path}", f"time series: {report['meta']['timeseries']}"]
+        if self.folder:
+            (self.folder / FILES["summary"]).write_text(summary + "\n")
+            written.append(f"summary: {self.folder / FILES['summary']}")
+            written += self._write_html(report)
+        written += self._write_junit(report)
+        removed = prune(self.root, self.reporting["keep"]) if self.root else []
+        if removed:
+            written.append(f"removed {len(removed)} old run folder(s), keeping {self.reporting['keep']}")
+        if self.folder and not tty:
+            return "\n".join([f"results: {self.folder}", *problem_lines(report), report["verdict"]["summary"]])
+        return "\n".join([summary, *written, report["verdict"]["summary"]])
+
+    def _write_html(self, report: dict) -> list[str]:
+        if not self.reporting["html"]:
+            return []
+        try:
+            from .html_report import render_html, read_timeseries
+        except ImportError as exc:
+            return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
+        path = self.folder / FILES["html"]
+        path.write_text(render_html(report, read_timeseries(report["meta"]["timeseries"])))
+        return [f"html: {path}"]
+
+    def _write_junit(self, report: dict) -> list[str]:
+        target = self.reporting["junit"]
+        if not target:
+            return []
+        from .junit import render_junit
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(render_junit(report, report.get("thresholds", [])))
+        return [f"junit: {target}"]
+
+
+def summary_text(report: dict) -> str:
+    """The full text summary: the console report, then thresholds and the baseline comparison."""
+    parts = [render_report(report).rstrip("\n"), render_thresholds(report.get("thresholds", [])),
+             render_baseline(report.get("baseline"))]
+    return "\n\n".join(p for p in parts if p)
+
+
+def problem_lines(report: dict) -> list[str]:
+    """Breached thresholds and regressions, one line each, for log-friendly output."""
+    lines = [f"breached: {r['summary']}" for r in breached(report.get("thresholds", []))]
+    comparison = report.get("baseline") or {}
+    lines += [f"regression: {r['name']}: {r['why']}" for r in comparison.get("endpoints", []) if r["regression"]]
+    return lines

@@ -1,0 +1,180 @@
+"""The Amanflix users against the sandbox: what the tool detects matches what really happened."""
+import signal
+import sqlite3
+import threading
+
+import pytest
+
+from amanflix_stress.api import AmanflixApi
+from amanflix_stress.cli import main
+from amanflix_stress.client import HttpClient
+from amanflix_stress.journeys import phantom_check
+from amanflix_stress.sandbox import SandboxConfig, start_sandbox
+from helpers import read_report, start_cli
+
+pytestmark = pytest.mark.slow
+FAST_HASH = 1000
+WATCH_UPDATE = "POST /api/watch-history/update"
+
+
+@pytest.fixture
+def admin_env(monkeypatch):
+    def use(srv):
+        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
+        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
+    return use
+
+
+def run_against(srv, tmp_path, *flags, users="24", duration="6s"):
+    report = tmp_path / "report.json"
+    code = main(["run", "--amanflix", "--base-url", srv.url, "--users", users, "--duration", duration,
+                 "--spawn-rate", "100", "--workers", "2", "--report-json", str(report), "--quiet", *flags])
+    return code, read_report(report)
+
+
+def detected_watch_losses(report) -> int:
+    groups = report["errors"] + report["teardown"]["errors"]
+    return sum(n for g in groups if g["class"] in ("lost_update", "lost_insert", "lost_write")
+               for name, n in g["endpoints"].items() if "watch-history" in name)
+
+
+BURSTY = """# test: two-device accounts writing the same titles in bursts
+[journeys]
+dual_session_share = 0.5
+[watch_history]
+focus = true
+burst_every_s = 1.5
+burst_share = 0.8
+"""
+
+
+def test_upstream_burst_detection_matches_the_ground_truth(tmp_path, admin_env):
+    profile = tmp_path / "bursty.toml"
+    profile.write_text(BURSTY)
+    with start_sandbox(SandboxConfig(mode="upstream", busy_timeout_s=0.3, hash_iterations=FAST_HASH)) as srv:
+        admin_env(srv)
+        # a second connection holds the write lock now and then, so the run surely meets locks
+        code, report = run_against(srv, tmp_path, "--profile", str(profile), "--hold-lock", srv.db_path,
+                                   "--hold-lock-schedule", "1s/3s")
+        truth = srv.truth()
+    lost_truth = truth["lost_writes_by_endpoint"].get(WATCH_UPDATE, 0)
+    assert lost_truth > 0, "the sandbox should have lost writes under this load"
+    detected = detected_watch_losses(report)
+    # every hidden loss is found (recall 1.0 here), and nothing is blamed that did not happen
+    assert detected == lost_truth
+    assert report["amanflix"]["counters"]["duplicate_rows"] == truth["duplicate_watch_history_rows_created"]
+    assert report["lock_issues"]["detected"] is True
+    assert "POST /api/watch-history/update" in report["lock_issues"]["endpoints"]
+
+
+def test_fixed_mode_under_the_same_load_reports_no_lock_issues(tmp_path, admin_env, capsys):
+    with start_sandbox(SandboxConfig(mode="fixed", busy_timeout_s=0.2, hash_iterations=FAST_HASH)) as srv:
+        admin_env(srv)
+        code, report = run_against(srv, tmp_path, "--focus-watch-history", "--bursts", "2")
+        truth = srv.truth()
+    assert truth["lost_writes"] == 0 and truth["duplicate_watch_history_rows_created"] == 0
+    assert report["lock_issues"]["detected"] is False and report["lock_issues"]["total"] == 0
+    assert report["lock_issues"]["verified"]["echoes_checked"] > 50
+    assert code == 0
+    assert "no lock issues detected; verified:" in capsys.readouterr().out
+
+
+def test_every_held_lock_window_shows_up(tmp_path, admin_env):
+    with start_sandbox(SandboxConfig(mode="upstream", busy_timeout_s=0.5, hash_iterations=FAST_HASH)) as srv:
+        admin_env(srv)
+        code, report = run_against(srv, tmp_path, "--focus-watch-history", "--hold-lock", srv.db_path,
+                                   "--hold-lock-schedule", "1.5s/4s", users="12", duration="9s")
+    held = report["hold_lock"]
+    assert len(held["windows"]) == 2
+    assert held["windows_detected"] == len(held["windows"])
+    assert all(w["lock_issues_detected"] > 0 for w in held["windows"])
+
+
+def test_hold_lock_refuses_a_file_that_is_not_sqlite(tmp_path, capsys):
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("hello")
+    assert main(["run", "--amanflix", "--base-url", "http://127.0.0.1:9", "--hold-lock", str(not_a_db)]) == 2
+    assert "is not a SQLite database" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["admin", "self-delete"])
+def test_cleanup_leaves_zero_test_users(tmp_path, admin_env, mode):
+    with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
+        if mode == "admin":
+            admin_env(srv)
+        code, report = run_against(srv, tmp_path, users="6", duration="2s")
+        truth = srv.truth()
+    cleanup = report["amanflix"]["cleanup"]
+    assert truth["users_in_db"] == 0
+    assert cleanup["left_behind"] == 0 and cleanup["created"] == truth["users_registered"]
+    assert mode.split("-")[0] in cleanup["method"]
+
+
+def test_an_interrupted_run_still_cleans_up(tmp_path):
+    with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
+        report = tmp_path / "r.json"
+        proc = start_cli("run", "--amanflix", "--base-url", srv.url, "--users", "4", "--duration", "60s",
+                         "--workers", "1", "--spawn-rate", "100", "--report-json", str(report))
+        try:
+            wait_until_measuring(proc, srv)
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        truth = srv.truth()
+    assert proc.returncode == 130
+    assert truth["users_in_db"] == 0
+    assert read_report(report)["amanflix"]["cleanup"]["left_behind"] == 0
+
+
+def wait_until_measuring(proc, srv):
+    """Block until the run's users are past registration (the sandbox has their sessions)."""
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set() and proc.poll() is None:
+            if srv.truth()["users_registered"] >= 5:  # 4 users + the catalog account
+                done.set()
+                return
+            done.wait(0.1)
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    assert done.wait(60)
+
+
+def test_validate_passes_on_a_sandbox_and_fails_on_an_empty_catalog(capsys, admin_env):
+    with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
+        admin_env(srv)
+        assert main(["validate", "--base-url", srv.url]) == 0
+        truth = srv.truth()
+    out = capsys.readouterr().out
+    assert out.count("✓") == 6 and truth["users_in_db"] == 0 and truth["orphan_watch_history_rows"] == 0
+    with start_sandbox(SandboxConfig(mode="fixed", catalog="empty", hash_iterations=FAST_HASH)) as srv:
+        assert main(["validate", "--base-url", srv.url]) == 6
+        truth = srv.truth()
+    out = capsys.readouterr().out
+    assert "✗ content: " in out and "empty catalog" in out
+    assert truth["users_in_db"] == 0
+
+
+def test_run_on_an_empty_catalog_is_one_clear_line(capsys):
+    with start_sandbox(SandboxConfig(mode="fixed", catalog="empty", hash_iterations=FAST_HASH)) as srv:
+        assert main(["run", "--amanflix", "--base-url", srv.url, "--duration", "2s", "--quiet"]) == 5
+        truth = srv.truth()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty catalog" in err
+    assert truth["users_in_db"] == 0  # the catalog account was removed again
+
+
+def test_a_registration_under_a_lock_is_a_phantom(tmp_path):
+    with start_sandbox(SandboxConfig(mode="upstream", busy_timeout_s=0.1, hash_iterations=FAST_HASH)) as srv:
+        samples = []
+        api = AmanflixApi(HttpClient(srv.url, 0, samples.append, timeout_s=10, connect_timeout_s=2))
+        holder = sqlite3.connect(srv.db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            reply = api.register("ghost", "pw", "ghost@example.test", check=phantom_check)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert reply.status == 200 and samples[-1].error == "phantom_registration"

@@ -1,0 +1,101 @@
+"""End to end: --rate schedules arrivals whatever the replies do, and the report tells response from service time."""
+import os
+
+import pytest
+
+from amanflix_stress import health
+from amanflix_stress.cli import main
+from helpers import read_report
+
+pytestmark = pytest.mark.slow
+
+
+def delay_profile(tmp_path, server, extra=""):
+    profile = tmp_path / "open.toml"
+    profile.write_text(f"""# test profile: the counting server's 50 ms /delay
+[target]
+base_url = "{server.url}"
+timeout_s = 5
+[behaviour]
+think_time_s = [5.0, 5.0]
+{extra}
+[[requests]]
+name = "GET /delay"
+path = "/delay"
+""")
+    return str(profile)
+
+
+def run(tmp_path, profile, *flags):
+    report = tmp_path / "r.json"
+    code = main(["run", "--profile", profile, "--report-json", str(report), "--quiet", *flags])
+    return code, read_report(report)
+
+
+def test_every_scheduled_arrival_is_sent_once_and_think_time_is_skipped(tmp_path, server):
+    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "50", "--users", "6", "--workers", "2",
+                     "--duration", "2s")
+    model = data["load_model"]
+    assert code == 0 and model["kind"] == "open" and model["arrivals_scheduled"] == 100
+    # five-second think times would allow 6 requests; the schedule sent all 100
+    assert data["totals"]["requests"] == server.counts["/delay"] == model["arrivals_started"] == 100
+    assert model["dropped"] == 0 and model["unsent_at_stop"] == 0
+    (row,) = data["endpoints"]
+    assert 50 <= row["p50_ms"] <= row["response_p50_ms"] < 200
+    assert data["meta"]["latency_model"].startswith("open model")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    assert [w["core"] for w in data["health"]["workers"]] == ([cores[0], cores[1 % len(cores)]] if cores else [None] * 2)
+
+
+def test_an_overloaded_pool_shows_queueing_in_response_time_not_service_time(tmp_path, server, capsys):
+    # two threads on a 50 ms server serve 40 arrivals a second; 150 a second are scheduled
+    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "150", "--users", "2", "--workers", "1",
+                     "--duration", "2s")
+    model, (row,) = data["load_model"], data["endpoints"]
+    assert row["p99_ms"] < 150 and row["response_p99_ms"] > 500
+    assert model["late"] > 0 and model["dropped"] > 0
+    assert data["totals"]["requests"] == server.counts["/delay"] < model["arrivals_scheduled"]
+    out = capsys.readouterr().out
+    assert "response p50" in out and "service p50" in out and "dropped" in out
+
+
+def test_stages_ramp_the_rate_and_set_the_run_length(tmp_path, server):
+    # 0 -> 100/s over 1 s is 50 arrivals, then 100/s for 0.5 s is 50 more
+    profile = delay_profile(tmp_path, server, '[load]\nstages = [["1s", 100], ["500ms", 100]]\n')
+    code, data = run(tmp_path, profile, "--users", "8", "--workers", "1")
+    assert code == 0 and data["load_model"]["arrivals_scheduled"] == 100
+    assert server.counts["/delay"] == data["totals"]["requests"] == 100
+    assert data["totals"]["duration_s"] < 3
+
+
+def test_a_generator_past_its_limits_is_marked_degraded_everywhere(tmp_path, server, monkeypatch, capsys):
+    monkeypatch.setattr(health, "LAG_LIMIT_MS", 0.0)  # any lag at all now counts as the generator's bottleneck
+    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "20", "--users", "2", "--workers", "1",
+                     "--duration", "1s")
+    assert code == 0  # degraded marks the figures as suspect; thresholds alone decide the exit code
+    assert data["health"]["degraded"] and "threads woke" in data["health"]["reasons"][0]
+    assert data["verdict"]["degraded"] and "DEGRADED" in data["verdict"]["summary"]
+    out = capsys.readouterr().out
+    assert "GENERATOR HEALTH" in out and "DEGRADED: the generator was the bottleneck" in out
+
+
+def test_a_closed_model_run_says_so_and_is_healthy_on_a_light_load(tmp_path, server):
+    code, data = run(tmp_path, delay_profile(tmp_path, server), "--users", "2", "--workers", "1", "--duration", "1s")
+    assert data["load_model"] == {"kind": "closed"} and data["meta"]["latency_model"].startswith("closed model")
+    assert not data["health"]["degraded"] and data["health"]["workers"][0]["cpu_cores"] < 0.8
+
+
+@pytest.mark.parametrize("extra, named", [
+    ('[load]\nstages = [[30, 100]]\n', "write it with a unit"),
+    ('[load]\nstages = [["30s"]]\n', "[[duration, rate]"),
+    ('[load]\nrate = -1\n', "rate"),
+])
+def test_bad_open_model_settings_are_one_line_and_exit_2(tmp_path, server, extra, named, capsys):
+    assert main(["run", "--profile", delay_profile(tmp_path, server, extra)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err
+
+
+def test_a_negative_rate_flag_is_refused(capsys):
+    assert main(["run", "--rate", "-5"]) == 2
+    assert "--rate" in capsys.readouterr().err
