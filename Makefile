@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,html]'
+	$(BIN)/python -m pip install --quiet -e '.[test,html,cluster]'
 	touch $@
 
 demo: $(STAMP)

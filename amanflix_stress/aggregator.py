@@ -183,7 +183,8 @@ class Aggregator:
 
     def health_rows(self) -> list[dict]:
         """Each worker's self-health over the measured phase (see health.py)."""
-        return [{"id": state.id, **state.health.summary()} for state in sorted(self.workers.values(), key=lambda s: s.id)]
+        states = sorted(self.workers.values(), key=lambda s: s.id)
+        return [{"id": state.id, **state.health.summary()} for state in states]
 
     def arrival_counts(self) -> dict:
         """Open model: arrivals taken, dropped and late, summed over the workers."""

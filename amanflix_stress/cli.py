@@ -64,10 +64,8 @@ def build_parser() -> ArgumentParser:
 
 
 def add_tool_commands(commands) -> None:
-    sandbox = commands.add_parser("sandbox", help="run the embedded Amanflix sandbox in the foreground",
-                                  description="Options: --port N --mode upstream|strict|fixed --db PATH "
-                                  "--busy-timeout-s X --catalog default|empty (see 'sandbox -- --help')")
-    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER, help="options passed to the sandbox")
+    commands.add_parser("sandbox", help="run the embedded Amanflix sandbox in the foreground: --port N "
+                        "--mode upstream|strict|fixed --db PATH (sandbox --help)")
     commands.add_parser("demo", help="run a one-minute demo against a sandbox and compare with its ground truth")
     validate = commands.add_parser("validate", help="six checks that a target is an Amanflix API we can load")
     validate.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
@@ -289,10 +287,18 @@ def command_menu(args: argparse.Namespace) -> int:
 COMMANDS.update({"profiles": command_profiles, "menu": command_menu})
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The sandbox's own options pass through to it; every other command takes only its own."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sandbox"]:
+        return argparse.Namespace(command="sandbox", sandbox_args=argv[1:])
+    return build_parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and map exceptions to exit codes: the only place that does so."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         return COMMANDS[args.command](args)
     except StressError as exc:
         print(f"amanflix-stress: error: {exc}", file=sys.stderr)

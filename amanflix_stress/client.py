@@ -1,4 +1,4 @@
-"""The measured HTTP call: one urllib3 connection pool per simulated user, one Sample per request."""
+"""The measured HTTP call: one keep-alive connection per simulated user (socket + httptools), one Sample per request."""
 from __future__ import annotations
 
 import json as jsonlib
@@ -99,7 +99,8 @@ class _Response:
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
-        self.content_type, self.framed, self.keep_alive, self.headers_done, self.complete = "", False, False, False, False
+        self.content_type = ""
+        self.framed = self.keep_alive = self.headers_done = self.complete = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()

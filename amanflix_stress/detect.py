@@ -68,10 +68,14 @@ def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, time
     classes = {c: 0 for c in LOCK_CLASSES}
     endpoints: dict[str, dict[str, int]] = {}
     users: dict[int, int] = {}
+    inflight: dict[str, list] = {}  # class -> [sum of writes in flight, max]
     for group in errors:
         if group["class"] not in classes:
             continue
         classes[group["class"]] += group["count"]
+        sums = inflight.setdefault(group["class"], [0.0, 0])
+        sums[0] += group["inflight_mean"] * group["count"]
+        sums[1] = max(sums[1], group["inflight_max"])
         for name, n in group["endpoints"].items():
             endpoints.setdefault(name, {}).setdefault(group["class"], 0)
             endpoints[name][group["class"]] += n
@@ -86,6 +90,7 @@ def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, time
         "total": total,
         "by_class": {c: n for c, n in classes.items() if n},
         "explain": {c: EXPLAIN[c] for c, n in classes.items() if n},
+        "writes_in_flight": {c: {"mean": round(s / classes[c], 1), "max": m} for c, (s, m) in inflight.items()},
         "lock_error_rate": round(total / requests, 6) if requests else 0.0,
         "endpoints": dict(sorted(endpoints.items(), key=lambda kv: -sum(kv[1].values()))),
         "top_users": [{"user": u, "lock_errors": n} for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]],

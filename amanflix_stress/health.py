@@ -94,7 +94,9 @@ class WorkerHealth:
         lag = [None, None]
         if self.lag_hist.any():
             lag = [round(v / 1000.0, 3) for v in histogram.percentiles_us(self.lag_hist, (50, 99), 0, self.lag_max_us)]
-        busy = round(self.busy_sum / self.busy_samples / self.threads, 3) if self.busy_samples and self.threads else None
+        busy = None
+        if self.busy_samples and self.threads:
+            busy = round(self.busy_sum / self.busy_samples / self.threads, 3)
         return {"core": self.core, "cpu_cores": cpu, "cpu_peak_cores": round(self.cpu_peak_cores, 3),
                 "lag_p50_ms": lag[0], "lag_p99_ms": lag[1], "lag_max_ms": round(self.lag_max_us / 1000.0, 3),
                 "lag_samples": int(self.lag_hist.sum()), "threads": self.threads, "busy_share": busy}

@@ -171,11 +171,12 @@ def open_model_rows(model: dict) -> list[list]:
             ["response time p50 / p95 / p99", f"{response} ms (from the intended start)"],
             ["arrivals", f"{model['arrivals_started']:,} of {model['arrivals_scheduled']:,} scheduled; "
                          f"late {model['late']:,} (> {model['late_after_ms']:.0f} ms), dropped {model['dropped']:,} "
-                         f"(> {model['drop_after_ms']:.0f} ms overdue), unsent at the stop {model['unsent_at_stop']:,}"]]
+                         f"(> {model['drop_after_ms']:.0f} ms overdue), "
+                         f"unsent at the stop {model['unsent_at_stop']:,}"]]
 
 
 def render_health(health: dict) -> str:
-    """GENERATOR HEALTH: each worker's CPU, lag and threads, and DEGRADED with its reasons when it was the bottleneck."""
+    """GENERATOR HEALTH: each worker's CPU, lag and threads; DEGRADED and why when it was the bottleneck."""
     headers = ["worker", "core", "cpu cores", "cpu peak", "lag p50 ms", "lag p99 ms", "lag max ms", "threads", "busy"]
     table = [[r["id"], _or_dash(r["core"]), _cores(r["cpu_cores"]), _cores(r["cpu_peak_cores"]), _fmt(r["lag_p50_ms"]),
               _fmt(r["lag_p99_ms"]), _fmt(r["lag_max_ms"]), r["threads"],
@@ -242,9 +243,12 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     held = render_hold_windows(hold_lock) if hold_lock else ""
     if not section["detected"]:
         return f"no lock issues detected; verified: {verified}" + (f"\n\n{held}" if held else "")
-    classes = [[cls, f"{n:,}", section["explain"][cls]] for cls, n in section["by_class"].items()]
+    in_flight = section.get("writes_in_flight", {})
+    classes = [[cls, f"{n:,}", _in_flight(in_flight.get(cls)), section["explain"][cls]]
+               for cls, n in section["by_class"].items()]
     parts = [f"DATABASE LOCK ISSUES DETECTED: {section['total']:,} ({section['lock_error_rate']:.2%} of requests)",
-             tabulate(classes, ["class", "count", "what it means"], tablefmt="simple", disable_numparse=True)]
+             tabulate(classes, ["class", "count", "writes in flight", "what it means"], tablefmt="simple",
+                      disable_numparse=True)]
     endpoint_rows = [[name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
                      for name, counts in list(section["endpoints"].items())[:8]]
     parts.append(tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True))
@@ -256,6 +260,10 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     if held:
         parts.append(held)
     return "\n".join(parts)
+
+
+def _in_flight(figures: dict | None) -> str:
+    return f"{figures['mean']:g} avg, {figures['max']} max" if figures else "-"
 
 
 def render_hold_windows(hold_lock: dict) -> str:

@@ -53,8 +53,8 @@ def write_profile(folder: str, url: str, think_s=(0.0, 0.0)) -> str:
 def run_ours(folder: str, url: str, core_set: set[int], *flags: str, think_s=(0.0, 0.0), rss: list | None = None):
     """The real CLI in a subprocess, pinned; returns its JSON report (and samples the worker's RSS if asked)."""
     report = Path(folder, f"ours-{time.monotonic_ns()}.json")
-    argv = [sys.executable, str(ROOT / "bin" / "amanflix-stress"), "run", "--profile", write_profile(folder, url, think_s),
-            "--report-json", str(report), "--quiet", *flags]
+    argv = [sys.executable, str(ROOT / "bin" / "amanflix-stress"), "run",
+            "--profile", write_profile(folder, url, think_s), "--report-json", str(report), "--quiet", *flags]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pinned(core_set),
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     sampler = threading.Thread(target=sample_rss, args=(proc, rss), daemon=True) if rss is not None else None
@@ -152,8 +152,9 @@ def latency(folder: str, gen: set[int], tgt: set[int]) -> dict:
     target = start_delay_target(tgt, DELAY_MS, str(timings))
     rss: list = []
     try:
-        report = run_ours(folder, target.url, gen, "--users", str(LATENCY_USERS), "--workers", "1", "--duration",
-                          f"{LATENCY_S}s", "--spawn-rate", "1000", rss=rss)
+        # as a user runs it: the coordinator free to float, the worker pinning itself to the first core (gen)
+        report = run_ours(folder, target.url, set(os.sched_getaffinity(0)), "--users", str(LATENCY_USERS),
+                          "--workers", "1", "--duration", f"{LATENCY_S}s", "--spawn-rate", "1000", rss=rss)
     finally:
         target.stop()
     server_us = sorted(json.loads(timings.read_text()))

@@ -1,4 +1,4 @@
-"""Benchmark targets on loopback: nginx when installed, else a raw asyncio server, and a fixed-delay server that times itself."""
+"""Benchmark targets on loopback: nginx (else a raw asyncio server) and a fixed-delay server that times itself."""
 from __future__ import annotations
 
 import asyncio

@@ -44,7 +44,8 @@ def test_every_scheduled_arrival_is_sent_once_and_think_time_is_skipped(tmp_path
     assert 50 <= row["p50_ms"] <= row["response_p50_ms"] < 200
     assert data["meta"]["latency_model"].startswith("open model")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    assert [w["core"] for w in data["health"]["workers"]] == ([cores[0], cores[1 % len(cores)]] if cores else [None] * 2)
+    expected_cores = [cores[0], cores[1 % len(cores)]] if cores else [None, None]
+    assert [w["core"] for w in data["health"]["workers"]] == expected_cores  # each worker pinned to its own core
 
 
 def test_an_overloaded_pool_shows_queueing_in_response_time_not_service_time(tmp_path, server, capsys):
