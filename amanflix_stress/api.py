@@ -13,13 +13,18 @@ RELOGIN_SPACING_S = 1.1  # the server's tokens have one-second granularity: same
 OK = range(200, 300)
 
 
-def token_subject(token: str) -> str | None:
-    """The `sub` claim of a JWT, read without verifying it (the server signs; we only look)."""
+def token_claim(token: str, claim: str):
+    """A claim of a JWT, read without verifying it (the server signs; we only look)."""
     try:
         payload = token.split(".")[1]
-        return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))[claim]
     except (IndexError, ValueError, KeyError, TypeError):
         return None
+
+
+def token_subject(token: str) -> str | None:
+    subject = token_claim(token, "sub")
+    return None if subject is None else str(subject)
 
 
 def error_reason(reply: Reply) -> str:
@@ -58,9 +63,12 @@ class AmanflixApi:
                          form={"username": username, "password": password, "email": email}, check=check)
 
     def login(self, username: str, password: str, expect=OK, check=None) -> Reply:
-        wait_s = self.last_login_mono + RELOGIN_SPACING_S - time.monotonic()
+        """Log in; never inside the second the current token was issued in, which would return that same token."""
+        issued_s = token_claim(self.token, "iat") if self.token else None
+        wait_s = max(self.last_login_mono + RELOGIN_SPACING_S - time.monotonic(),
+                     (issued_s + RELOGIN_SPACING_S - time.time()) if isinstance(issued_s, (int, float)) else 0.0)
         if wait_s > 0:
-            time.sleep(wait_s)  # a relogin inside the same second would get the same, possibly blacklisted, token
+            time.sleep(wait_s)
         reply = self.call("POST /api/auth/login", "POST", "/api/auth/login",
                           form={"username": username, "password": password}, expect=expect, check=check)
         self.last_login_mono = time.monotonic()

@@ -13,6 +13,7 @@ from typing import Callable
 import urllib3
 
 from .aggregator import Aggregator, WorkerState
+from .classify import classify_exception
 from .client import parse_base_url
 from .errors import TargetUnreachable
 from .user import behaviour_class
@@ -93,8 +94,9 @@ def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> No
     try:
         pool.urlopen("GET", prefix + "/", redirect=False, retries=False)
     except urllib3.exceptions.HTTPError as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise TargetUnreachable(f"target {base_url} is unreachable ({type(reason).__name__}): "
+        kind, message = classify_exception(exc)
+        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s"}
+        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(kind, message)}): "
                                 "start the server or fix --base-url") from None
     finally:
         pool.close()

@@ -16,6 +16,7 @@ class CountingServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.connections = 0
         self.first_load_request = threading.Event()  # the reachability check's GET / does not count
         self.release = threading.Event()  # /hang waits on it
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -49,6 +50,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        with self.server.lock:
+            self.server.connections += 1
         # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -65,6 +68,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(query.get("ms", ["50"])[0]) / 1000.0)  # the server's own fixed delay
         if route == "/hang":
             self.server.release.wait(30)
+        if route in ("/chunked", "/eof"):
+            return self.send_unframed(chunked=route == "/chunked")
         status = 500 if route == "/500" else 200
         body = b'{"error": "boom 123"}' if status == 500 else b'{"ok": true}'
         self.send_response(status)
@@ -74,6 +79,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_POST = do_GET
+
+    def send_unframed(self, chunked: bool):
+        """A body without Content-Length: chunked, or delimited by closing the connection (old servers do)."""
+        parts = [b'{"ok": ', b'"in parts"}']
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        for part in parts:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, *args):
         pass

@@ -179,3 +179,40 @@ def test_a_registration_under_a_lock_is_a_phantom(tmp_path):
             holder.execute("ROLLBACK")
             holder.close()
     assert reply.status == 200 and samples[-1].error == "phantom_registration"
+
+
+def make_user(srv, tmp_path, **journeys):
+    """One AmanflixUser wired as a worker wires it, against a sandbox."""
+    import random
+    from amanflix_stress.cli import plan_from_profile
+    from amanflix_stress.journeys import AmanflixUser
+    from amanflix_stress.profile import defaults
+    from amanflix_stress.run_hooks import prepare_run
+    from amanflix_stress.user import UserContext
+
+    profile = defaults()
+    profile["behaviour"]["kind"] = "amanflix"
+    profile["target"]["base_url"] = srv.url
+    profile["journeys"].update(journeys)
+    plan = plan_from_profile(profile, str(tmp_path / "r.json"))
+    samples = []
+    ctx = UserContext(index=0, worker_id=0, run_id=plan.run_id, base_url=srv.url, settings=plan.settings,
+                      shared=prepare_run(plan), stop=threading.Event(), rng=random.Random(1),
+                      new_client=lambda: HttpClient(srv.url, 0, samples.append, timeout_s=10, connect_timeout_s=2))
+    return AmanflixUser(ctx), samples
+
+
+def test_a_blacklisted_token_makes_the_user_log_in_again(tmp_path):
+    with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
+        user, samples = make_user(srv, tmp_path, read_share=0.0, watch_history_share=1.0, mylist_share=0.0,
+                                  profile_update_share=0.0, heartbeat_every_s=0.0, dual_session_share=0.0)
+        user.ctx.settings["think_time_s"] = [0.0, 0.0]
+        assert user.setup()
+        session = user.sessions[0]
+        old_token = session.api.token
+        session.api.logout()
+        user.act(session, companion=False)  # the write is refused with 403 user_logged_out ...
+        assert samples[-2].status == 403 and samples[-1].name == "POST /api/auth/login"
+        assert user.counts["relogins"] == 1 and session.api.token != old_token
+        user.act(session, companion=False)  # ... and the next one goes through on the new token
+        assert samples[-1].name == WATCH_UPDATE and samples[-1].status == 200

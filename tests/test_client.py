@@ -57,3 +57,22 @@ def test_a_check_can_fail_a_200(server):
 def test_bad_base_urls_are_refused_with_a_reason(bad):
     with pytest.raises(ValueError):
         parse_base_url(bad)
+
+
+@pytest.mark.parametrize("route", ["/chunked", "/eof"])
+def test_bodies_without_content_length_are_read_whole(server, route):
+    samples = []
+    client = make_client(server.url, samples)
+    for _ in range(2):  # the second request must not trip over what the first left behind
+        reply = client.call("GET " + route, "GET", route)
+        assert reply.status == 200 and reply.json() == {"ok": "in parts"}
+    assert [s.error for s in samples] == ["", ""]
+
+
+def test_the_connection_is_reused_between_requests(server):
+    samples = []
+    client = make_client(server.url, samples)
+    for _ in range(5):
+        client.call("GET /ok", "GET", "/ok")
+    assert [s.error for s in samples] == [""] * 5 and server.counts["/ok"] == 5
+    assert server.connections == 1

@@ -56,7 +56,7 @@ def client(dask_cluster):
 
 
 @pytest.mark.parametrize("address, parsed", [("local:2", ("local", 2)),
-                                              ("tcp://10.0.0.5:8786", ("remote", "tcp://10.0.0.5:8786")),
+                                              ("tcp://127.0.0.5:8786", ("remote", "tcp://127.0.0.5:8786")),
                                               ("tls://sched.lan:8786", ("remote", "tls://sched.lan:8786"))])
 def test_cluster_addresses_are_understood(address, parsed):
     assert parse_address(address) == parsed
@@ -69,7 +69,7 @@ def test_the_in_flight_cap_is_split_across_shares_without_exceeding_it():
         share_caps(1, 2)
 
 
-@pytest.mark.parametrize("address", ["local:0", "local:x", "http://10.0.0.5:8786", "tcp://10.0.0.5"])
+@pytest.mark.parametrize("address", ["local:0", "local:x", "http://127.0.0.5:8786", "tcp://127.0.0.5"])
 def test_a_bad_cluster_address_is_one_line_naming_the_flag_and_exit_2(address, tmp_path, capsys):
     assert main(["run", "--cluster", address, "--report-json", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
