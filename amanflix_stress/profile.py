@@ -178,7 +178,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
                          "their total"),
     },
     "behaviour": {
-        "kind": Option(text(("http", "amanflix")), "http", "http: the [[requests]] list; amanflix: journeys"),
+        "kind": Option(text(("http", "amanflix")), "amanflix",
+                       "amanflix: the journeys; http: the [[requests]] list (the default when the profile has one)"),
         "think_time_s": Option(span, [0.5, 1.5], "[low, high] pause between a user's actions, seconds"),
         "setup_concurrency": Option(number(1, 1000, integer=True), 8, "user setups in flight per worker"),
     },
@@ -276,6 +277,8 @@ def validate(raw: dict, where: str) -> dict:
             raise UsageError(f"{where}: {misplaced(section)}")
         for key, value in body.items():
             resolved[section][key] = check_option(section, key, value, where)
+    if "requests" in raw and "kind" not in raw.get("behaviour", {}):
+        resolved["behaviour"]["kind"] = "http"  # a list of calls says what to run
     check_together(resolved, where)
     return resolved
 

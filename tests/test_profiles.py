@@ -105,6 +105,6 @@ def test_profiles_lists_every_profile_with_its_purpose_and_user_profiles_shadow_
     out = capsys.readouterr().out
     for name in SEED:
         assert re.search(rf"^{name} ", out, re.M)
-    assert re.search(r"^quick\s+2\s+1m\s+http\s+user\s+my own quick test", out, re.M)
+    assert re.search(r"^quick\s+2\s+1m\s+amanflix\s+user\s+my own quick test", out, re.M)
     assert re.search(r"^broken .*INVALID: .*broken.toml: \[load\] users", out, re.M)
     assert profile.find_profile("quick") == tmp_path / "quick.toml"
