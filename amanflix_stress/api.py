@@ -146,8 +146,9 @@ class AmanflixApi:
         return self.call(f"POST /api/mylist/{action}", "POST", f"/api/mylist/{action}",
                          form={"content_type": content_type, "content_id": content_id}, expect=(200, 400), check=check)
 
-    def mylist_all(self, page: int = 1, per_page: int = 50) -> Reply:
-        return self.call("GET /api/mylist/all", "GET", "/api/mylist/all", query={"page": page, "per_page": per_page})
+    def mylist_all(self, page: int = 1, per_page: int = 50, check=None) -> Reply:
+        return self.call("GET /api/mylist/all", "GET", "/api/mylist/all", query={"page": page, "per_page": per_page},
+                         check=check)
 
     # notifications
     def notifications(self) -> Reply:

@@ -62,6 +62,7 @@ class AmanflixUser(User):
             name = f"{self.cfg['accounts']['prefix']}{self.ctx.run_id}u{self.ctx.index}" + (f"r{attempt}" * (attempt > 0))
             if self.register(api, name):
                 self.username = name
+                self.load_mylist(api)
                 return self.open_second_session() if self.dual else True
         self.counts["users_dropped"] += 1
         return False
@@ -83,6 +84,13 @@ class AmanflixUser(User):
             self.counts["phantom_registrations"] += 1
             return False
         return True
+
+    def load_mylist(self, api: AmanflixApi) -> None:
+        """Start from what the server holds: SQLite reuses a deleted user's id, and self-delete leaves its rows,
+        so a brand-new account can inherit a list."""
+        if self.journeys["mylist_share"] <= 0 or self.wh["focus"]:
+            return
+        self.mylist = {key: True for key in listed_items(api.mylist_all(per_page=50)) or ()}
 
     def open_second_session(self) -> bool:
         session = Session(2, self.new_api(self.ctx.new_client()))
@@ -334,15 +342,18 @@ class AmanflixUser(User):
         self.counts["history_listings_checked"] += 1
 
     def verify_mylist(self, api: AmanflixApi) -> None:
-        if not self.mylist:
-            return
-        reply = api.mylist_all(per_page=50)
-        data = reply.json()
-        if reply.status != 200 or not isinstance(data, list):
-            return
-        held = {(item.get("content_type"), item.get("id") or item.get("show_id")) for item in data if isinstance(item, dict)}
+        if self.mylist:
+            api.mylist_all(per_page=50, check=self.judge_listing)
+
+    def judge_listing(self, reply: Reply):
+        held = listed_items(reply)
+        if held is None:
+            return None
         self.counts["mylist_items_verified"] += len(self.mylist)
-        self.counts["mylist_mismatches"] += sum((key in held) != wanted for key, wanted in self.mylist.items())
+        wrong = [key for key, wanted in self.mylist.items() if (key in held) != wanted]
+        if not wrong:
+            return None
+        return "lost_write", f"{len(wrong)} my-list items differ from the acknowledged adds and removes, e.g. {wrong[0]}"
 
     def delete_account(self, api: AmanflixApi) -> None:
         """Self-delete, then prove it: a deleted account cannot log in (the server can lose the delete)."""
@@ -358,6 +369,14 @@ class AmanflixUser(User):
 
     def counters(self) -> dict[str, int]:
         return dict(self.counts)
+
+
+def listed_items(reply: Reply) -> set[tuple] | None:
+    """(content type, id) of each my-list item in a GET /api/mylist/all answer; None if it is not one."""
+    data = reply.json()
+    if reply.status != 200 or not isinstance(data, list):
+        return None
+    return {(item.get("content_type"), item.get("id") or item.get("show_id")) for item in data if isinstance(item, dict)}
 
 
 def phantom_check(reply: Reply):
