@@ -200,12 +200,24 @@ def verdict(report: dict, profile: dict) -> tuple[int, str]:
     problems = [f"worker {w['id']} {w['status']} ({w['detail']})" for w in report["workers"]
                 if w["status"] in ("died", "hung")]
     problems += [r["summary"] for r in breached(report.get("thresholds", []))]
+    locks = lock_verdict(report.get("lock_issues"))
     if report["meta"]["interrupted"]:
-        return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + (f"; {'; '.join(problems)}" if problems else "")
+        return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + "".join(f"; {p}" for p in problems) + locks
     if problems:
-        return EXIT_THRESHOLDS, "FAIL: " + "; ".join(problems)
+        return EXIT_THRESHOLDS, "FAIL: " + "; ".join(problems) + locks
     regressions = (report.get("baseline") or {}).get("regressions", 0)
-    return EXIT_OK, "PASS" + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
+    return EXIT_OK, ("PASS" + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
+                     + locks)
+
+
+def lock_verdict(section: dict | None) -> str:
+    """The lock findings in the verdict line, so a run without thresholds still says what it found."""
+    if not section:
+        return ""
+    if not section["detected"]:
+        return "; no lock issues detected"
+    classes = ", ".join(f"{cls} {n}" for cls, n in section["by_class"].items())
+    return f"; DATABASE LOCK ISSUES: {section['total']} ({classes})"
 
 
 def public_args(args: argparse.Namespace) -> dict:

@@ -142,7 +142,9 @@ class Connection:
     def request(self, method: str, target: str, header_lines: str, body: bytes | None) -> tuple[int, bytes, str]:
         """Send one request and read the whole response: (status, body, content type). Network faults raise."""
         sock = self._socket()
-        length = f"Content-Length: {len(body)}\r\n" if body is not None else ""
+        # a bodiless POST/PUT/DELETE still says so: some servers answer 411 Length Required otherwise
+        length = f"Content-Length: {len(body) if body is not None else 0}\r\n" if body is not None or method not in (
+            "GET", "HEAD") else ""
         head = f"{method} {target} HTTP/1.1\r\n{self.fixed_head}{header_lines}{length}\r\n".encode()
         try:
             sock.sendall(head + body if body else head)
