@@ -80,6 +80,7 @@ class Aggregator:
         self.workers: dict[int, WorkerState] = {}
         self.crashes: list[str] = []
         self.counters: dict[str, int] = {}  # behaviour counters summed over the workers' users
+        self.interval_users: dict[int, int] = {}  # most users active at once during each open interval
         self.last_interval_row: dict | None = None
 
     def begin(self, start_s: float) -> None:
@@ -134,6 +135,9 @@ class Aggregator:
                 self.late_batches += 1
             else:
                 self.open_intervals.setdefault(index, Stats()).merge(stats)
+                # users active while the interval ran, not when it is written (after the run that is 0)
+                active = sum(w.active_users for w in self.workers.values())
+                self.interval_users[index] = max(self.interval_users.get(index, 0), active)
 
     def close_intervals(self, now_s: float, final: bool = False) -> None:
         """Write every interval that is over (all of them when final) to the time series."""
@@ -154,7 +158,7 @@ class Aggregator:
         row = {"interval": index, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
                "requests": stats.requests, "failures": stats.failures, "rps": round(stats.requests / span_s, 3),
                "p50_ms": ms(p50), "p95_ms": ms(p95), "p99_ms": ms(p99),
-               "active_users": sum(w.active_users for w in self.workers.values()),
+               "active_users": self.interval_users.pop(index, 0),
                "errors": stats.count_by_class(),
                "endpoints": {r["name"]: {k: r[k] for k in ("requests", "failures", "p50_ms", "p95_ms", "p99_ms")}
                              for r in endpoint_rows(stats, span_s)}}

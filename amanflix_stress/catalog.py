@@ -9,6 +9,22 @@ MAX_PAGES = 40  # 2,000 titles of each kind are plenty to spread the load; a bou
 DEFAULT_RUNTIME_S = 45 * 60
 
 
+class CatalogUnreadable(SetupFailed):
+    """The content endpoints did not answer with a list: worth a retry, unlike an empty catalog."""
+
+
+def fetch_catalog_retrying(api: AmanflixApi, retries: int) -> tuple[dict, int]:
+    """The catalog and how many retries it took; setup calls may retry, measured ones never do."""
+    attempt = 0
+    while True:
+        try:
+            return fetch_catalog(api), attempt
+        except CatalogUnreadable:
+            if attempt >= retries:
+                raise
+            attempt += 1
+
+
 def fetch_catalog(api: AmanflixApi) -> dict:
     """{"movies": [[id, runtime_s]], "episodes": [[show_id, season, episode, runtime_s]]}, or SetupFailed."""
     movies = [[m["id"], _runtime_s(m.get("runtime"))] for m in _pages(api.movies) if isinstance(m.get("id"), int)]
@@ -25,7 +41,7 @@ def _pages(fetch) -> list[dict]:
         reply = fetch(page=page, per_page=PAGE_SIZE)
         data = reply.json()
         if reply.status != 200 or not isinstance(data, list):
-            raise SetupFailed(f"could not read the catalog: {reply.status or reply.error} from the content "
+            raise CatalogUnreadable(f"could not read the catalog: {reply.status or reply.error} from the content "
                               "endpoints with a fresh token (is this an Amanflix API?)")
         items += [item for item in data if isinstance(item, dict)]
         if len(data) < PAGE_SIZE:

@@ -226,26 +226,28 @@ def public_args(args: argparse.Namespace) -> dict:
 
 
 def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
+    """Run locally or on Dask; with --hold-lock, a second connection holds the target's lock on schedule."""
     holder = lock_holder(args)
-    if holder is not None:
-        return run_holding_locks(plan, printer, holder)
-    if not getattr(args, "cluster", None):
-        return Coordinator(plan, printer).run()
-    from .cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
-    return run_on_cluster(args.cluster, plan, printer, workers_given=args.workers is not None)
-
-
-def run_holding_locks(plan: RunPlan, printer: ProgressPrinter, holder):
-    """A local run with a second connection holding the target's SQLite lock on schedule."""
-    coordinator = Coordinator(plan, printer)
-    coordinator.on_start = lambda start_s: holder.start(plan.duration_s)
+    on_start = (lambda start_s: holder.start(plan.duration_s)) if holder else None
     try:
-        result = coordinator.run()
+        result = start_run(plan, printer, args, on_start)
     finally:
-        holder.stop()
-    lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
-    result.extra["hold_lock"] = hold_lock_section(holder, read_timeline(plan.timeseries_path), LOCK_CLASSES, lag_s)
+        if holder is not None:
+            holder.stop()
+    if holder is not None:
+        lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
+        result.extra["hold_lock"] = hold_lock_section(holder, read_timeline(plan.timeseries_path), LOCK_CLASSES,
+                                                      lag_s)
     return result
+
+
+def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace, on_start):
+    if not getattr(args, "cluster", None):
+        coordinator = Coordinator(plan, printer)
+        coordinator.on_start = on_start or coordinator.on_start
+        return coordinator.run()
+    from .cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
+    return run_on_cluster(args.cluster, plan, printer, workers_given=args.workers is not None, on_start=on_start)
 
 
 def command_sandbox(args: argparse.Namespace) -> int:

@@ -60,14 +60,17 @@ def require_dask() -> None:
 
 
 def run_on_cluster(address: str, plan: RunPlan, on_progress: Callable[[dict], None] | None = None,
-                   workers_given: bool = False) -> RunResult:
+                   workers_given: bool = False, on_start: Callable[[float], None] | None = None) -> RunResult:
     """Run the plan on the Dask cluster at `address`; one share per Dask worker thread unless --workers says."""
     require_dask()
     with connect(address) as client:
         slots = worker_slots(client)
         if not workers_given:
             plan.workers = len(slots)
-        return DaskCoordinator(plan, on_progress, client).run()
+        coordinator = DaskCoordinator(plan, on_progress, client)
+        if on_start is not None:
+            coordinator.on_start = on_start
+        return coordinator.run()
 
 
 @contextlib.contextmanager

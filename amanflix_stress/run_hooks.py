@@ -7,7 +7,7 @@ import random
 import secrets
 
 from .api import AdminApi, AmanflixApi
-from .catalog import fetch_catalog
+from .catalog import fetch_catalog_retrying
 from .client import HttpClient
 from .detect import lock_summary
 from .errors import SetupFailed, UsageError
@@ -43,7 +43,7 @@ def prepare_run(plan) -> dict:
                           f"answered {reply.status or reply.error}; is {plan.base_url} an Amanflix API?")
     api.set_token(data["api_key"])
     try:
-        catalog = fetch_catalog(api)
+        catalog, retries = fetch_catalog_retrying(api, plan.settings["accounts"]["setup_retries"])
     except SetupFailed:
         api.delete_self(password)
         raise
@@ -53,7 +53,8 @@ def prepare_run(plan) -> dict:
         names = plan.settings["accounts"]
         raise UsageError(f"admin login failed: check ${names['admin_username_env']} and ${names['admin_password_env']}")
     return {"catalog": catalog, "password": password, "admin_cleanup": bool(admin and plan.settings["accounts"]["cleanup"]),
-            "bursts": burst_schedule(plan, catalog), "seed": plan.seed, "bootstrap_user": name}
+            "bursts": burst_schedule(plan, catalog), "seed": plan.seed, "bootstrap_user": name,
+            "catalog_retries": retries}
 
 
 def burst_schedule(plan, catalog: dict) -> list:
@@ -72,7 +73,8 @@ def burst_schedule(plan, catalog: dict) -> list:
 
 def finish_run(plan, result) -> dict:
     """After the workers stopped (deadline, Ctrl-C or SIGTERM): clean up accounts, summarise lock issues."""
-    counters = result.aggregator.counters
+    counters = dict(result.aggregator.counters)
+    counters["setup_retries"] = counters.get("setup_retries", 0) + result.shared.get("catalog_retries", 0)
     cleanup = cleanup_accounts(plan, result.shared, counters) if result.shared else {}
     return {"amanflix": {"catalog": {k: len(v) for k, v in result.shared.get("catalog", {}).items()},
                          "counters": dict(sorted(counters.items())), "cleanup": cleanup},
