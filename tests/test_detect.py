@@ -46,8 +46,8 @@ def reply_after(seconds: float, status: int = 200) -> Reply:
     return Reply(status, b"{}", "application/json", "", int(seconds * 1e6))
 
 
-@pytest.mark.parametrize("seconds, waited", [(0.2, False), (4.6, False), (4.8, True), (5.1, True), (5.8, True),
-                                             (6.1, False)])
+@pytest.mark.parametrize("seconds, waited", [(0.2, False), (4.6, False), (4.8, True), (5.1, True), (5.5, True),
+                                             (5.8, False), (6.1, False)])
 def test_a_write_answered_at_the_busy_timeout_waited_on_a_lock(seconds, waited):
     assert (lock_wait(reply_after(seconds), 5.0, 0.6) is not None) == waited
 
