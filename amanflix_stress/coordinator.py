@@ -95,7 +95,8 @@ def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> No
         pool.urlopen("GET", prefix + "/", redirect=False, retries=False)
     except urllib3.exceptions.HTTPError as exc:
         kind, message = classify_exception(exc)
-        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s"}
+        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s",
+               "read": "the connection broke or the answer was not HTTP"}
         raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(kind, message)}): "
                                 "start the server or fix --base-url") from None
     finally:

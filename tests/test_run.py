@@ -2,6 +2,7 @@
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -140,3 +141,23 @@ def test_bad_flags_are_one_line_naming_the_flag_and_exit_2(flags, named, capsys)
     assert main(["run", *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err and "Traceback" not in err
+
+
+def test_a_server_that_speaks_no_http_is_one_line_and_exit_3(capsys):
+    """A hostile peer: it accepts, writes garbage, and hangs up."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def serve():
+            for _ in range(2):
+                conn, _addr = listener.accept()
+                with conn:
+                    conn.sendall(b"\x00garbage\r\n\r\n")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        assert main(["run", "--base-url", f"http://127.0.0.1:{port}", "--duration", "1s"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreachable" in err and "Traceback" not in err
