@@ -50,7 +50,8 @@ def write_profile(folder: str, url: str, think_s=(0.0, 0.0)) -> str:
     return str(path)
 
 
-def run_ours(folder: str, url: str, core_set: set[int], *flags: str, think_s=(0.0, 0.0), rss: list | None = None):
+def run_ours(folder: str, url: str, core_set: set[int], *flags: str, think_s=(0.0, 0.0), rss: list | None = None,
+             timeout_s: float = 600):
     """The real CLI in a subprocess, pinned; returns its JSON report (and samples the worker's RSS if asked)."""
     report = Path(folder, f"ours-{time.monotonic_ns()}.json")
     argv = [sys.executable, str(ROOT / "bin" / "amanflix-stress"), "run",
@@ -60,7 +61,7 @@ def run_ours(folder: str, url: str, core_set: set[int], *flags: str, think_s=(0.
     sampler = threading.Thread(target=sample_rss, args=(proc, rss), daemon=True) if rss is not None else None
     if sampler:
         sampler.start()
-    _out, err = proc.communicate(timeout=600)
+    _out, err = proc.communicate(timeout=timeout_s)
     if sampler:
         sampler.join(5)
     if not report.exists():
