@@ -108,10 +108,13 @@ class AmanflixUser(User):
                                               name=f"user-{self.ctx.index}-device-2")
             self.companion.start()
         self.act(self.sessions[0], companion=False)
+        self.ctx.think()
 
     def companion_loop(self) -> None:
+        """The second device keeps its own pace: it thinks even when arrivals pace the first (open model)."""
         while not self.ctx.stop.is_set():
             self.act(self.sessions[1], companion=True)
+            self.ctx.sleep(self.ctx.rng.uniform(*self.cfg["think_time_s"]))
 
     def act(self, session: Session, companion: bool) -> None:
         self.keep_alive(session)
@@ -121,7 +124,6 @@ class AmanflixUser(User):
         if reply is not None and reply.status == 403 and error_reason(reply) in TOKEN_RETRY_REASONS:
             self.counts["relogins"] += 1
             session.api.login(self.username, self.password)
-        self.ctx.think()
 
     def pick_action(self, companion: bool):
         rng = self.ctx.rng
