@@ -82,7 +82,7 @@ class LockHolder:
 
 
 def windows_with_detections(windows: list[dict], timeline: list[dict], lock_classes, lag_s: float) -> list[dict]:
-    """Each held window with the lock issues found in the intervals it touched (sends during the hold)."""
+    """Each held window with the lock issues answered in the intervals it touched, up to `lag_s` after it."""
     rows = []
     for window in windows:
         end_s = (window.get("end_s") or window["start_s"]) + lag_s

@@ -199,6 +199,28 @@ def baseline_section(comparison: dict | None) -> str:
         ["regression" if r["regression"] else "" for r in comparison["endpoints"]])
 
 
+def lock_section(section: dict | None, hold_lock: dict | None) -> str:
+    """DATABASE LOCK ISSUES: by class with their meaning, by endpoint, and each held lock window."""
+    if not section:
+        return ""
+    verified = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+    if not section["detected"]:
+        return f'<h2>Database lock issues</h2><p class="note">none detected; verified: {esc(verified)}</p>'
+    classes = [[esc(c), esc(n), esc(section["explain"][c])] for c, n in section["by_class"].items()]
+    endpoints = [[esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
+                 for name, counts in section["endpoints"].items()]
+    parts = [f"<h2>Database lock issues detected: {section['total']:,} ({section['lock_error_rate']:.2%} of "
+             "requests)</h2>", table(["class", "count", "what it means"], classes),
+             table(["endpoint", "lock issues"], endpoints), f'<p class="note">verified: {esc(verified)}</p>']
+    if hold_lock:
+        windows = [[esc(i + 1), esc(w.get("lock_issues_detected", "-")), esc(w["kind"]),
+                    esc(round((w["end_s"] or w["start_s"]) - w["start_s"], 1))]
+                   for i, w in enumerate(hold_lock["windows"])]
+        parts.append(f"<h3>Held lock windows on {esc(hold_lock['path'])}</h3>"
+                     + table(["window", "lock issues found", "lock", "held s"], windows))
+    return "".join(parts)
+
+
 def cards(report: dict) -> str:
     t = report["totals"]
     figures = [("requests", esc(t["requests"])), ("throughput", f"{t['throughput_rps']:,.1f} req/s"),
@@ -227,6 +249,7 @@ def render_html(report: dict, timeseries: list[dict]) -> str:
             "<h2>Thresholds</h2>", thresholds_table(report.get("thresholds", [])), baseline_section(report.get(
                 "baseline")), "<h2>Endpoints (measured phase)</h2>", endpoints_table(report["endpoints"]),
             "<h2>Errors</h2>", errors_table(report["errors"]),
+            lock_section(report.get("lock_issues"), report.get("hold_lock")),
             f'<p class="note">latency: {esc(meta["latency_model"])}; percentiles: '
             f'{esc(meta["percentile_method"])}</p>']
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'

@@ -191,14 +191,20 @@ class Worker:
         self.flush(phase)
         return results
 
+    def interval_of(self, sample: Sample, interval_s: float) -> int:
+        """The interval a sample ended in: a 5 s lock wait lands where it was seen, not in an interval long
+        written by the time its answer came (so the time series loses none of the slow failures)."""
+        ended_s = sample.start_s + sample.latency_us / 1e6
+        return max(0, int((ended_s - self.start_s) // interval_s))
+
     def flush(self, phase: str) -> None:
         """Ship what was measured since the last flush, grouped by time-series interval."""
         samples = [self.pending.popleft() for _ in range(len(self.pending))]
         by_interval: dict[int, list[Sample]] = {}
         interval_s = self.share["interval_s"]
         for sample in samples:
-            index = int((sample.start_s - self.start_s) // interval_s) if phase == RUN_PHASE else -1
-            by_interval.setdefault(max(index, 0) if phase == RUN_PHASE else -1, []).append(sample)
+            by_interval.setdefault(self.interval_of(sample, interval_s) if phase == RUN_PHASE else -1,
+                                   []).append(sample)
         batches = []
         for index, group in by_interval.items():
             stats = Stats()

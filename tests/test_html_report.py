@@ -68,3 +68,25 @@ def test_endpoint_names_are_escaped(tmp_path):
                                 "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}]), [])
     assert "GET /&lt;script&gt;" in page and "<script>" not in page
     assert read_timeseries(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_the_lock_section_explains_each_class_and_lists_the_held_windows():
+    data = report()
+    data["lock_issues"] = {"detected": True, "total": 12, "lock_error_rate": 0.03,
+                           "by_class": {"lost_update": 3, "lock_wait": 9},
+                           "explain": {"lost_update": "200 echoing old values", "lock_wait": "waited on a lock"},
+                           "endpoints": {"POST /api/watch-history/update": {"lost_update": 3, "lock_wait": 9}},
+                           "verified": {"echoes_checked": 400}}
+    data["hold_lock"] = {"path": "/srv/amanflix.db", "windows": [
+        {"kind": "reserved", "start_s": 1000.0, "end_s": 1007.0, "lock_issues_detected": 12}]}
+    page = render_html(data, [interval(i) for i in range(3)])
+    section = page[page.index("Database lock issues detected: 12"):]
+    assert "200 echoing old values" in section and "lost_update 3, lock_wait 9" in section
+    assert "echoes checked 400" in section and "Held lock windows on /srv/amanflix.db" in section
+
+
+def test_a_run_without_lock_issues_says_what_it_verified():
+    data = report()
+    data["lock_issues"] = {"detected": False, "total": 0, "verified": {"echoes_checked": 52, "readbacks": 9}}
+    page = render_html(data, [interval(0)])
+    assert "none detected; verified: echoes checked 52, readbacks 9" in page
