@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
@@ -138,9 +139,29 @@ def render_errors(rows: list[dict], limit: int = 20) -> str:
         return "ERRORS\nno failed requests"
     headers = ["class", "status", "count", "share", "first seen", "last seen", "endpoints", "example"]
     table = [[r["class"], r["status"] or "-", _fmt(r["count"]), f"{r['share']:.2%}", _clock(r["first_seen_s"]),
-              _clock(r["last_seen_s"]), _endpoints(r["endpoints"]), r["example"][:70]] for r in rows[:limit]]
+              _clock(r["last_seen_s"]), _endpoints(r["endpoints"]), _short_example(r["example"])]
+             for r in rows[:limit]]
     more = f"\n(+{len(rows) - limit} more error groups in the JSON report)" if len(rows) > limit else ""
     return "ERRORS\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True) + more
+
+
+_MODULE_PATH = re.compile(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\.(?=[A-Z][a-z]+[A-Z])")
+
+
+def _short_example(example: str, width: int = 70) -> str:
+    """The example as the table shows it: exception module paths dropped so the reason fits."""
+    return _MODULE_PATH.sub("", example)[:width]
+
+
+def render_users(rows: list[dict], limit: int = 5) -> str:
+    """The simulated users with the most failures (all of them are in the JSON report)."""
+    failing = sorted((r for r in rows if r["failures"]), key=lambda r: -r["failures"])[:limit]
+    if not failing:
+        return ""
+    table = [[r["user"], _fmt(r["requests"]), _fmt(r["failures"]),
+              ", ".join(f"{c} {n}" for c, n in sorted(r["errors"].items(), key=lambda kv: -kv[1]))] for r in failing]
+    return (f"USERS WITH MOST FAILURES (of {len(rows):,} users)\n"
+            + tabulate(table, ["user", "requests", "failures", "errors"], tablefmt="simple", disable_numparse=True))
 
 
 def _clock(epoch_s: float) -> str:
@@ -215,7 +236,8 @@ def render_report(report: dict) -> str:
     if report["setup"]["endpoints"]:
         parts.append(render_endpoints(report["setup"]["endpoints"], "SETUP (before the measured phase)"))
     parts += [render_endpoints(report["endpoints"], "ENDPOINTS (measured phase)"),
-              render_errors(report["errors"]), render_totals(report), render_workers(report["workers"])]
+              render_errors(report["errors"]), render_users(report["users"]), render_totals(report),
+              render_workers(report["workers"])]
     if "health" in report:
         parts.append(render_health(report["health"]))
     if report["teardown"]["endpoints"]:

@@ -55,3 +55,12 @@ def test_a_write_answered_at_the_busy_timeout_waited_on_a_lock(seconds, waited):
 def test_the_lock_wait_signature_can_be_switched_off_and_needs_a_success():
     assert lock_wait(reply_after(5.0), 0.0, 0.6) is None
     assert lock_wait(reply_after(5.0, status=500), 5.0, 0.6) is None
+
+
+def test_the_error_table_shows_the_reason_not_the_module_path():
+    from amanflix_stress.report import _short_example
+    shown = _short_example("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked [SQL: "
+                           "UPDATE notification SET is_read=? WHERE notification.id = ?]")
+    assert shown.startswith("OperationalError: (OperationalError) database is locked")
+    assert _short_example("sent watch_timestamp 50.7, the 200 answer echoed 41.2") == \
+        "sent watch_timestamp 50.7, the 200 answer echoed 41.2"
