@@ -7,6 +7,7 @@ import tempfile
 
 from tabulate import tabulate
 
+from .errors import EXIT_INTERRUPTED
 from .report import read_json_report
 
 DEMO_PROFILE = "demo"
@@ -31,13 +32,13 @@ def run_demo(run_command) -> int:
         os.environ["AMANFLIX_ADMIN_USER"], os.environ["AMANFLIX_ADMIN_PASSWORD"] = (sandbox.admin_username,
                                                                                    sandbox.admin_password)
         report_path = os.path.join(folder, "report.json")
-        run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path))
+        code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path))
         truth = sandbox.truth()
     finally:
         sandbox.stop()
     print(render_comparison(compare_with_truth(read_json_report(report_path), truth)))
     print(f"\nreport and time series: {folder}")
-    return 0
+    return EXIT_INTERRUPTED if code == EXIT_INTERRUPTED else 0  # thresholds do not fail a demo; Ctrl-C does
 
 
 def detected_on(report: dict, classes: tuple[str, ...], endpoint_words: tuple[str, ...]) -> int:

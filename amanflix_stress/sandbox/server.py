@@ -185,8 +185,10 @@ def launch_sandbox_process(cfg: SandboxConfig | None = None, timeout_s: float = 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
                PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
+        # its own session: a Ctrl-C meant for the load run must not stop the target before cleanup
         proc = subprocess.Popen([sys.executable, "-m", "amanflix_stress.sandbox", *cli_args(cfg)],
-                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
+                                start_new_session=True)
     lines: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, args=(proc.stdout, lines), name="sandbox-child-stdout", daemon=True)
     pump.start()
