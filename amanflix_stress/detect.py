@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from .classify import body_message
 from .client import Reply
@@ -13,7 +14,7 @@ EXPLAIN = {
     "db_locked": "500 naming 'database is locked' (direct commits, strict servers)",
     "pool_timeout": "500 after 30 s: every pooled SQLite connection was held (QueuePool limit)",
     "auth_locked": "500 auth_error: the token check's database read was blocked by a writer",
-    "db_error": "500 'due to database error': a commit failed, most often on a lock",
+    "db_error": "500 'due to database error' or another OperationalError: a commit failed, most often on a lock",
     "lost_insert": "first write of a title answered 500 NoneType.isoformat: the insert was rolled back",
     "lost_update": "200 echoing old values: the update was rolled back after a lock and silently lost",
     "lost_write": "a write answered 200 that a later read-back does not show",
@@ -24,6 +25,7 @@ EXPLAIN = {
 }
 
 
+_LOCKED = re.compile(rb"database (?:table )?is locked")
 LOCK_WAIT_EARLY_S = 0.2  # timers and clocks differ a little between the server and us
 
 
@@ -33,12 +35,14 @@ def explicit_lock(reply: Reply) -> tuple[str, str] | None:
     if reply.status < 500 or reply.status >= 600:
         return None
     body, message = reply.body, body_message(reply.body, reply.content_type)
-    if b"database is locked" in body:
+    if _LOCKED.search(body):
         return "db_locked", message
     if b"QueuePool limit" in body:
         return "pool_timeout", message
     if b"NoneType" in body and b"isoformat" in body:  # quotes arrive HTML-escaped in several spellings
         return "lost_insert", message
+    if b"OperationalError" in body:  # the database failed in another way (disk, schema): not a lock
+        return "db_error", message
     if "json" in reply.content_type:
         data = _json(body)
         if data.get("error_reason") == "auth_error":

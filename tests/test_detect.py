@@ -27,6 +27,8 @@ def json_reply(status: int, body: str) -> Reply:
     (json_reply(500, '{"message":"Authentication error","error_reason":"auth_error"}'), "auth_locked"),
     (json_reply(500, '{"message":"Registration failed due to database error. Please try again."}'), "db_error"),
     (json_reply(500, '{"message":"(sqlite3.OperationalError) database is locked"}'), "db_locked"),
+    (html_500("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database table is locked"), "db_locked"),
+    (html_500("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) disk I/O error"), "db_error"),
 ])
 def test_each_lock_signature_is_its_own_class(reply, kind):
     assert explicit_lock(reply)[0] == kind
