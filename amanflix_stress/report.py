@@ -6,7 +6,6 @@ import os
 import platform
 import re
 import socket
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone

@@ -5,7 +5,7 @@ import pytest
 
 from amanflix_stress.baseline import compare
 from amanflix_stress.cli import main
-from amanflix_stress.thresholds import breached, evaluate, render_thresholds
+from amanflix_stress.thresholds import evaluate, render_thresholds
 from helpers import read_report
 
 
