@@ -168,11 +168,20 @@ class Aggregator:
                 out.write(json.dumps(row) + "\n")
 
     def progress(self, now_s: float) -> dict:
-        """A snapshot for the live progress line."""
-        elapsed = max(now_s - self.start_s, 1e-9) if self.start_s else 0.0
+        """A snapshot for the live progress line: preparing users, the measured phase, or verification."""
+        phase = "run" if self.start_s else "setup"
+        if self.phases["teardown"].requests:
+            phase = "teardown"
+        if phase != "run":
+            stats = self.phases[phase]
+            ready = sum(w.status in ("ready", "running", "done") for w in self.workers.values())
+            return {"phase": phase, "requests": stats.requests, "failures": stats.failures,
+                    "workers_ready": ready, "workers": len(self.workers)}
+        elapsed = max(now_s - self.start_s, 1e-9)
         last = self.last_interval_row or {}
-        return {"elapsed_s": elapsed, "requests": self.run.requests, "failures": self.run.failures,
-                "rps": last.get("rps", 0.0), "p95_ms": last.get("p95_ms"),
+        return {"phase": "run", "elapsed_s": elapsed, "requests": self.run.requests, "failures": self.run.failures,
+                "rps": last.get("rps", self.run.requests / elapsed),  # the run so far until an interval closes
+                "p95_ms": last.get("p95_ms"),
                 "active_users": sum(w.active_users for w in self.workers.values())}
 
     def worker_rows(self) -> list[dict]:

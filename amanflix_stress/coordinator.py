@@ -214,7 +214,7 @@ class Coordinator:
                 pass
             self._check_workers()
             now = time.monotonic()
-            if now >= next_progress and self.aggregator.start_s is not None:
+            if now >= next_progress:
                 self.aggregator.close_intervals(time.time())
                 self.on_progress(self.aggregator.progress(time.time()))
                 next_progress = now + PROGRESS_EVERY_S

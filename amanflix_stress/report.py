@@ -252,6 +252,12 @@ def render_report(report: dict) -> str:
 
 
 def progress_line(snapshot: dict, total_s: float) -> str:
+    if snapshot["phase"] == "setup":
+        return (f"[setup] preparing users (registration, login): {snapshot['requests']:,} requests, "
+                f"{snapshot['failures']:,} failed; workers ready {snapshot['workers_ready']}/{snapshot['workers']}")
+    if snapshot["phase"] == "teardown":
+        return (f"[teardown] verifying what was written and cleaning up: {snapshot['requests']:,} requests, "
+                f"{snapshot['failures']:,} failed")
     p95 = "-" if snapshot["p95_ms"] is None else f"{snapshot['p95_ms']:.0f} ms"
     return (f"[{snapshot['elapsed_s']:5.0f}/{total_s:.0f} s] requests {snapshot['requests']:,}  "
             f"{snapshot['rps']:,.0f} req/s  errors {snapshot['failures']:,}  p95 {p95}  "

@@ -47,3 +47,15 @@ def test_open_model_keeps_response_time_apart_from_service_time():
     series = stats.series[("GET /x", "ok")]
     assert round(series.percentiles_us([50])[0]) in range(995, 1006)
     assert round(series.response_percentiles_us([50])[0]) in range(9950, 10051)
+
+
+def test_the_progress_line_says_which_phase_the_run_is_in():
+    from amanflix_stress.report import progress_line
+    setup = {"phase": "setup", "requests": 40, "failures": 1, "workers_ready": 1, "workers": 2}
+    assert progress_line(setup, 60).startswith("[setup] preparing users") and "workers ready 1/2" in progress_line(
+        setup, 60)
+    run = {"phase": "run", "elapsed_s": 12.0, "requests": 1234, "failures": 5, "rps": 99.0, "p95_ms": 41.0,
+           "active_users": 20}
+    assert progress_line(run, 60) == "[   12/60 s] requests 1,234  99 req/s  errors 5  p95 41 ms  users 20"
+    teardown = {"phase": "teardown", "requests": 7, "failures": 0}
+    assert progress_line(teardown, 60).startswith("[teardown] verifying what was written")
