@@ -181,6 +181,10 @@ class Worker:
         for position, (_user, fn) in enumerate(jobs):
             while not slots.acquire(timeout=TICK_S):
                 self.flush(phase)
+            if phase == SETUP_PHASE and self.control.stop.is_set():
+                self.stop.set()  # Ctrl-C while users register: start no more, and cut the retries short
+                slots.release()
+                break
             threads.append(threading.Thread(target=run_one, args=(position, fn), daemon=True))
             threads[-1].start()
         until = time.monotonic() + timeout_s

@@ -2,6 +2,7 @@
 import signal
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -129,17 +130,22 @@ def test_an_interrupted_run_still_cleans_up(tmp_path):
 
 
 def wait_until_measuring(proc, srv):
-    """Block until the run's users are past registration (the sandbox has their sessions)."""
+    """Block until the run's users are past registration (4 users + the catalog account)."""
+    wait_until_registered(srv, 5)
+
+
+def wait_until_registered(srv, accounts: int):
+    """Block until the sandbox has registered this many accounts (polls its ground truth, bounded)."""
     done = threading.Event()
+    deadline = time.monotonic() + 60
 
     def poll():
-        while not done.is_set() and proc.poll() is None:
-            if srv.truth()["users_registered"] >= 5:  # 4 users + the catalog account
+        while not done.is_set() and time.monotonic() < deadline:
+            if srv.truth()["users_registered"] >= accounts:
                 done.set()
                 return
-            done.wait(0.1)
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
+            done.wait(0.05)
+    threading.Thread(target=poll, daemon=True).start()
     assert done.wait(60)
 
 
@@ -216,3 +222,22 @@ def test_a_blacklisted_token_makes_the_user_log_in_again(tmp_path):
         assert user.counts["relogins"] == 1 and session.api.token != old_token
         user.act(session, companion=False)  # ... and the next one goes through on the new token
         assert samples[-1].name == WATCH_UPDATE and samples[-1].status == 200
+
+
+def test_ctrl_c_during_registration_stops_promptly_and_cleans_up(tmp_path):
+    # a slow password hash makes registration the long part of the run, as on the real server
+    with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=1_000_000)) as srv:
+        report = tmp_path / "r.json"
+        proc = start_cli("run", "--base-url", srv.url, "--users", "40", "--duration", "60s", "--workers", "1",
+                         "--spawn-rate", "100", "--report-json", str(report))
+        try:
+            wait_until_registered(srv, 3)
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        truth = srv.truth()
+    data = read_report(report)
+    assert proc.returncode == 130 and data["meta"]["stop_reason"] == "interrupted"
+    assert truth["users_registered"] < 41  # it did not register everybody first
+    assert truth["users_in_db"] == 0 and data["amanflix"]["cleanup"]["left_behind"] == 0
