@@ -207,7 +207,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "accounts": {
         "prefix": Option(text(), "amfx", "test account names start with this, then the run id"),
-        "setup_retries": Option(number(0, 10, integer=True), 2, "retries of registration and catalog calls (measured calls never retry)"),
+        "setup_retries": Option(number(0, 10, integer=True), 2, "retries of registration and catalog calls only"),
         "cleanup": Option(boolean, True, "delete every account the run created at the end"),
         "admin_username_env": Option(text(), "AMANFLIX_ADMIN_USER", "environment variable holding the admin name"),
         "admin_password_env": Option(text(), "AMANFLIX_ADMIN_PASSWORD", "environment variable holding its password"),
