@@ -26,6 +26,8 @@ EXPLAIN = {
 
 
 _LOCKED = re.compile(rb"database (?:table )?is locked")
+NOT_VERIFIABLE = ("analytics heartbeats and end-session, logout and profile updates have no safe read-back: "
+                  "only the lock_wait signature shows their losses")
 LOCK_WAIT_EARLY_S = 0.2  # timers and clocks differ a little between the server and us
 
 
@@ -107,4 +109,5 @@ def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, time
                       **{c: row["errors"].get(c, 0) for c in LOCK_CLASSES if row["errors"].get(c)}}
                      for row in timeline if any(c in row["errors"] for c in LOCK_CLASSES)],
         "verified": verified,
+        "not_verifiable": NOT_VERIFIABLE,
     }

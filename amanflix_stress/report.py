@@ -268,8 +268,9 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     """DATABASE LOCK ISSUES DETECTED, or what was verified to find none."""
     verified = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
     held = render_hold_windows(hold_lock) if hold_lock else ""
+    caveat = f"\nnot verified: {section['not_verifiable']}" if section.get("not_verifiable") else ""
     if not section["detected"]:
-        return f"no lock issues detected; verified: {verified}" + (f"\n\n{held}" if held else "")
+        return f"no lock issues detected; verified: {verified}{caveat}" + (f"\n\n{held}" if held else "")
     in_flight = section.get("writes_in_flight", {})
     classes = [[cls, f"{n:,}", _in_flight(in_flight.get(cls)), section["explain"][cls]]
                for cls, n in section["by_class"].items()]
@@ -283,7 +284,7 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     parts.append(f"top users: {users or '-'}")
     parts.append("timeline: " + (" ".join(f"[{_clock(row['start_s'])} {sum(v for k, v in row.items() if k not in ('interval', 'start_s'))}]"
                                           for row in section["timeline"][:24]) or "-"))
-    parts.append(f"verified: {verified}")
+    parts.append(f"verified: {verified}{caveat}")
     if held:
         parts.append(held)
     return "\n".join(parts)
