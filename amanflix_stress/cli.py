@@ -28,9 +28,12 @@ EXAMPLES = """examples:
   amanflix-stress run --base-url http://127.0.0.1:5001 --users 100 --duration 10m
   amanflix-stress run --profile smoke --base-url http://127.0.0.1:5001 --report-json out.json
   amanflix-stress run --users 20 --duration 90s --max-concurrent 10 --seed 7
+  amanflix-stress run --profile db-stress --hold-lock api/instance/amanflix_db.db --hold-lock-schedule 7s/30s
+  amanflix-stress validate --base-url http://127.0.0.1:5001
 
 exit codes: 0 ok, 1 thresholds breached or a worker lost, 2 bad usage or profile,
-            3 target unreachable, 4 another run holds --report-dir, 130 interrupted"""
+            3 target unreachable, 4 another run holds --report-dir, 5 the run could not be
+            prepared (e.g. an empty catalog), 6 validate found a failing check, 130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
 FLAG_KEYS = {"base_url": ("target", "base_url"), "timeout": ("target", "timeout_s"),
@@ -102,7 +105,7 @@ def add_run_flags(run: argparse.ArgumentParser) -> None:
 
 
 def add_amanflix_flags(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--amanflix", action="store_true", help="run the Amanflix journeys (profile: [behaviour] kind)")
+    run.add_argument("--amanflix", action="store_true", help="run the Amanflix journeys (the default) even if the profile lists [[requests]]")
     run.add_argument("--focus-watch-history", action="store_true",
                      help="concentrate on watch-history writes (the lock hot spot)")
     run.add_argument("--bursts", type=float, metavar="EVERY_S",
