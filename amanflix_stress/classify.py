@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import ssl
 
 import urllib3.exceptions as ux
 
@@ -20,6 +21,8 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
         return "timeout", "connect timed out"
     if isinstance(exc, (ux.ReadTimeoutError, TimeoutError)):
         return "timeout", "read timed out"
+    if isinstance(exc, (ssl.SSLError, ux.SSLError)):  # an untrusted certificate is not a dropped connection
+        return "tls", getattr(exc, "reason", None) or _short(exc)
     if isinstance(exc, (ux.ProtocolError, ux.DecodeError, ConnectionError, ux.HTTPError, OSError)):
         return "read", _short(exc)
     raise exc  # a programming error must not be counted as the target's failure

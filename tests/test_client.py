@@ -76,3 +76,37 @@ def test_the_connection_is_reused_between_requests(server):
         client.call("GET /ok", "GET", "/ok")
     assert [s.error for s in samples] == [""] * 5 and server.counts["/ok"] == 5
     assert server.connections == 1
+
+
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch):
+    """The counting server behind TLS with a throwaway certificate for 127.0.0.1 that this test trusts."""
+    import ssl
+    import subprocess
+    from loopback import CountingServer
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read when the client builds its default TLS context
+    with CountingServer() as srv:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        srv.socket = context.wrap_socket(srv.socket, server_side=True)
+        yield srv
+
+
+def test_an_https_target_is_measured_like_a_plain_one(tls_server):
+    samples = []
+    client = make_client(tls_server.url.replace("http://", "https://"), samples)
+    for _ in range(3):
+        reply = client.call("GET /ok", "GET", "/ok")
+        assert reply.status == 200 and reply.json() == {"ok": True}
+    assert [s.error for s in samples] == ["", "", ""] and tls_server.counts["/ok"] == 3
+
+
+def test_an_untrusted_certificate_is_a_tls_error(tls_server, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE")
+    samples = []
+    make_client(tls_server.url.replace("http://", "https://"), samples).call("GET /ok", "GET", "/ok")
+    assert samples[0].error == "tls" and "CERTIFICATE_VERIFY_FAILED" in samples[0].message
