@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from .health import WorkerHealth
-from .stats import OK, PERCENTILES, Series, Stats
+from .stats import PERCENTILES, Series, Stats
 
 CLOSE_GRACE_S = 2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
 
@@ -25,7 +25,6 @@ class WorkerState:
     last_seen_mono: float = field(default_factory=time.monotonic)
     active_users: int = 0
     inflight: int = 0
-    cpu_s: float = 0.0
     first_cpu: tuple[float, float] | None = None  # (cpu_s, wall_s) at the first run batch
     last_cpu: tuple[float, float] | None = None
     health: WorkerHealth = field(default_factory=WorkerHealth)
@@ -116,7 +115,7 @@ class Aggregator:
                 state.detail = f"{payload['hung_users']} user threads did not stop in time"
 
     def _add_batch(self, state: WorkerState, payload: dict) -> None:
-        state.active_users, state.inflight, state.cpu_s = payload["active_users"], payload["inflight"], payload["cpu_s"]
+        state.active_users, state.inflight = payload["active_users"], payload["inflight"]
         phase = payload["phase"]
         if phase == "run":
             state.status = "running" if state.status in ("starting", "ready") else state.status
@@ -226,6 +225,3 @@ class Aggregator:
                          "errors": by_class})
         return rows
 
-
-def successes(stats: Stats) -> int:
-    return sum(s.count for (_n, outcome), s in stats.series.items() if outcome == OK)

@@ -80,9 +80,6 @@ class AmanflixApi:
     def profile(self) -> Reply:
         return self.call("GET /api/auth/profile", "GET", "/api/auth/profile")
 
-    def verify(self) -> Reply:
-        return self.call("POST /api/auth/verify", "POST", "/api/auth/verify")
-
     def update_profile(self, username: str, email: str) -> Reply:
         return self.call("POST /api/auth/update", "POST", "/api/auth/update", form={"username": username, "email": email})
 
@@ -104,9 +101,6 @@ class AmanflixApi:
 
     def show(self, show_id: int) -> Reply:
         return self.call("GET /api/shows/{id}", "GET", f"/api/shows/{show_id}")
-
-    def movies_random(self) -> Reply:
-        return self.call("GET /api/movies/random", "GET", "/api/movies/random", query={"per_page": 10})
 
     def movies_search(self, q: str) -> Reply:
         return self.call("GET /api/movies/search", "GET", "/api/movies/search", query={"q": q, "max_results": 5})
