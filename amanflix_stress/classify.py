@@ -6,24 +6,16 @@ import json
 import re
 import ssl
 
-import urllib3.exceptions as ux
-
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.I | re.S)
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:
-    """(error class, message) for a request that got no response."""
-    if isinstance(exc, ux.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    if isinstance(exc, (ux.NewConnectionError, ConnectionRefusedError)):  # before its parent ConnectTimeoutError
-        return "connect", _short(exc)
-    if isinstance(exc, ux.ConnectTimeoutError):
-        return "timeout", "connect timed out"
-    if isinstance(exc, (ux.ReadTimeoutError, TimeoutError)):
+    """(error class, message) for a request that got no response (connect failures are classed by the client)."""
+    if isinstance(exc, TimeoutError):
         return "timeout", "read timed out"
-    if isinstance(exc, (ssl.SSLError, ux.SSLError)):  # an untrusted certificate is not a dropped connection
+    if isinstance(exc, ssl.SSLError):  # an untrusted certificate is not a dropped connection
         return "tls", getattr(exc, "reason", None) or _short(exc)
-    if isinstance(exc, (ux.ProtocolError, ux.DecodeError, ConnectionError, ux.HTTPError, OSError)):
+    if isinstance(exc, OSError):  # reset, refused mid-way, broken pipe: ConnectionError and its kin
         return "read", _short(exc)
     raise exc  # a programming error must not be counted as the target's failure
 
@@ -63,6 +55,4 @@ def _clean(text: str) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
-    # urllib3 prefixes messages with the connection object's repr, which holds an address: keep the reason
-    return text.split(": ", 1)[-1][:200] if ": " in text else text[:200]
+    return (str(exc) or type(exc).__name__)[:200]

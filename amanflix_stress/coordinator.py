@@ -10,11 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-import urllib3
-
 from .aggregator import Aggregator, WorkerState
-from .classify import classify_exception
-from .client import parse_base_url
+from .client import HttpClient
 from .errors import TargetUnreachable
 from .user import behaviour_class
 from .worker import TICK_S, run_worker
@@ -88,19 +85,16 @@ class LocalControl:
 
 def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
     """Any HTTP answer will do; no answer within the timeout raises TargetUnreachable."""
-    scheme, host, port, prefix = parse_base_url(base_url)
-    pool = urllib3.connection_from_url(f"{scheme}://{host}:{port}", retries=False,
-                                       timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
+    client = HttpClient(base_url, -1, lambda sample: None, timeout_s=timeout_s, connect_timeout_s=timeout_s)
     try:
-        pool.urlopen("GET", prefix + "/", redirect=False, retries=False)
-    except urllib3.exceptions.HTTPError as exc:
-        kind, message = classify_exception(exc)
+        reply = client.call("GET /", "GET", "/", expect=range(100, 600))
+    finally:
+        client.close()
+    if reply.error:
         why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s",
                "read": "the connection broke or the answer was not HTTP"}
-        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(kind, message)}): "
-                                "start the server or fix --base-url") from None
-    finally:
-        pool.close()
+        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(reply.error, reply.body.decode())}): "
+                                "start the server or fix --base-url")
 
 
 def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
