@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,26 @@ def worker_pids(parent_pid: int) -> list[int]:
 
 def read_report(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def fast_profile(tmp_path, server, path="/ok", think="[0.0, 0.01]") -> str:
+    """A profile that loops one call against the counting server as fast as it answers."""
+    profile = tmp_path / "p.toml"
+    profile.write_text(f"""# test profile: fast loop against the counting server
+[target]
+base_url = "{server.url}"
+timeout_s = 2
+[behaviour]
+think_time_s = {think}
+[[requests]]
+name = "GET /ok"
+path = "{path}"
+""")
+    return str(profile)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

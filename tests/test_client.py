@@ -1,8 +1,7 @@
-import socket
-
 import pytest
 
 from amanflix_stress.client import HttpClient, parse_base_url
+from helpers import free_port
 
 
 def make_client(url, samples, timeout_s=2.0):
@@ -39,9 +38,7 @@ def test_a_hanging_server_gives_a_timeout_sample(server):
 
 
 def test_connection_refused_is_a_connect_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     samples = []
     make_client(f"http://127.0.0.1:{port}", samples).call("GET /", "GET", "/")
     assert samples[0].error == "connect"

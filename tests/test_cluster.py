@@ -2,7 +2,6 @@
 import os
 import pickle
 import signal
-import socket
 import threading
 import uuid
 
@@ -14,24 +13,9 @@ from amanflix_stress.cli import main
 from amanflix_stress.cluster import DaskCoordinator, parse_address, run_share, share_caps
 from amanflix_stress.coordinator import RunPlan, worker_shares
 from amanflix_stress.errors import UsageError
-from helpers import read_report, start_cli
+from helpers import fast_profile, free_port, read_report, start_cli
 
 needs_dask = pytest.mark.skipif(cluster.distributed is None, reason="the cluster extra is not installed")
-
-
-def profile_file(tmp_path, server, path="/ok"):
-    profile = tmp_path / "p.toml"
-    profile.write_text(f"""# test profile: fast loop against the counting server
-[target]
-base_url = "{server.url}"
-timeout_s = 2
-[behaviour]
-think_time_s = [0.0, 0.01]
-[[requests]]
-name = "GET /ok"
-path = "{path}"
-""")
-    return str(profile)
 
 
 def http_plan(server, path="/ok", **overrides) -> RunPlan:
@@ -86,9 +70,7 @@ def test_without_dask_the_cluster_flag_says_how_to_install_it(monkeypatch, tmp_p
 @needs_dask
 def test_an_unreachable_scheduler_is_one_line_and_exit_3(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1.0)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     assert main(["run", "--cluster", f"tcp://127.0.0.1:{port}", "--report-json", str(tmp_path / "r.json")]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dask scheduler" in err and "Traceback" not in err
@@ -98,7 +80,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3(monkeypatch, tmp_path, 
 @pytest.mark.slow
 def test_a_local_cluster_run_reports_exactly_what_the_server_counted(tmp_path, server, capsys):
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", profile_file(tmp_path, server), "--cluster", "local:2", "--users", "4",
+    code = main(["run", "--profile", fast_profile(tmp_path, server), "--cluster", "local:2", "--users", "4",
                  "--duration", "2s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
     assert code == 0
     data = read_report(report)
@@ -165,7 +147,7 @@ def test_a_share_started_without_its_ticket_is_refused_and_sends_no_load(client,
 @pytest.mark.slow
 def test_sigterm_reaches_every_remote_worker(dask_cluster, client, tmp_path, server):
     report = tmp_path / "r.json"
-    proc = start_cli("run", "--profile", profile_file(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
+    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
                      "--duration", "60s", "--report-json", str(report))
     try:
         assert server.first_load_request.wait(30)
@@ -197,7 +179,7 @@ def test_a_killed_dask_worker_is_reported_with_its_users(dask_cluster, client, t
     victim = sorted(client.run(os.getpid).values())[0]
     killer = kill_when_loaded(server, victim)
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", profile_file(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
+    code = main(["run", "--profile", fast_profile(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
                  "--duration", "4s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
     killer.join(5)
     assert code == 1

@@ -8,24 +8,9 @@ import time
 import pytest
 
 from amanflix_stress.cli import main
-from helpers import read_report, start_cli, worker_pids
+from helpers import fast_profile, free_port, read_report, start_cli, worker_pids
 
 pytestmark = pytest.mark.slow
-
-
-def fast_profile(tmp_path, server, path="/ok", think="[0.0, 0.01]"):
-    profile = tmp_path / "p.toml"
-    profile.write_text(f"""# test profile: fast loop against the counting server
-[target]
-base_url = "{server.url}"
-timeout_s = 2
-[behaviour]
-think_time_s = {think}
-[[requests]]
-name = "GET /ok"
-path = "{path}"
-""")
-    return str(profile)
 
 
 def test_two_workers_report_exactly_what_the_server_counted(tmp_path, server, capsys):
@@ -123,9 +108,7 @@ def test_a_worker_killed_with_sigkill_is_named_in_the_report(tmp_path, server):
 
 
 def test_unreachable_target_is_one_line_within_3_s_and_exit_3(capsys):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     started = time.monotonic()
     assert main(["run", "--base-url", f"http://127.0.0.1:{port}", "--duration", "1s"]) == 3
     assert time.monotonic() - started < 3.5
