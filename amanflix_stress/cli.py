@@ -10,11 +10,9 @@ from . import __version__
 from .coordinator import Coordinator, RunPlan
 from .client import parse_base_url
 from .demo import run_demo
-from .detect import LOCK_CLASSES
 from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, EXIT_VALIDATE, StressError,
                      UsageError)
 from .holdlock import hold_lock_section, lock_holder
-from .run_hooks import read_timeline
 from .validate import Validation, admin_from_env, render as render_validation
 from .health import verdict_note
 from .profile import SCHEMA, defaults, find_profile, load_profile, parse_duration_s
@@ -239,8 +237,8 @@ def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
             holder.stop()
     if holder is not None:
         lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
-        result.extra["hold_lock"] = hold_lock_section(holder, read_timeline(plan.timeseries_path), LOCK_CLASSES,
-                                                      lag_s)
+        lock_timeline = result.extra.get("lock_issues", {}).get("timeline", [])
+        result.extra["hold_lock"] = hold_lock_section(holder, lock_timeline, lag_s)
     return result
 
 

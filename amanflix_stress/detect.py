@@ -105,8 +105,8 @@ def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, time
         "lock_error_rate": round(total / requests, 6) if requests else 0.0,
         "endpoints": dict(sorted(endpoints.items(), key=lambda kv: -sum(kv[1].values()))),
         "top_users": [{"user": u, "lock_errors": n} for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]],
-        "timeline": [{"interval": row["interval"], "start_s": row["start_s"],
-                      **{c: row["errors"].get(c, 0) for c in LOCK_CLASSES if row["errors"].get(c)}}
+        "timeline": [{"interval": row["interval"], "start_s": row["start_s"], "end_s": row["end_s"],
+                      "classes": {c: row["errors"][c] for c in LOCK_CLASSES if row["errors"].get(c)}}
                      for row in timeline if any(c in row["errors"] for c in LOCK_CLASSES)],
         "verified": verified,
         "not_verifiable": NOT_VERIFIABLE,

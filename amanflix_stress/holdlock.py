@@ -81,13 +81,14 @@ class LockHolder:
             connection.close()
 
 
-def windows_with_detections(windows: list[dict], timeline: list[dict], lock_classes, lag_s: float) -> list[dict]:
-    """Each held window with the lock issues answered in the intervals it touched, up to `lag_s` after it."""
+def windows_with_detections(windows: list[dict], lock_timeline: list[dict], lag_s: float) -> list[dict]:
+    """Each held window with the lock issues answered in the intervals it touched, up to `lag_s` after it.
+    `lock_timeline` is the lock summary's: intervals with lock issues and their counts by class."""
     rows = []
     for window in windows:
         end_s = (window.get("end_s") or window["start_s"]) + lag_s
-        found = sum(n for row in timeline if row["start_s"] < end_s and row["end_s"] > window["start_s"]
-                    for cls, n in row["errors"].items() if cls in lock_classes)
+        found = sum(sum(row["classes"].values()) for row in lock_timeline
+                    if row["start_s"] < end_s and row["end_s"] > window["start_s"])
         rows.append({**window, "lock_issues_detected": found})
     return rows
 
@@ -100,7 +101,7 @@ def lock_holder(args) -> LockHolder | None:
     return LockHolder(args.hold_lock, hold_s, every_s, args.hold_lock_kind)
 
 
-def hold_lock_section(holder: LockHolder, timeline: list[dict], lock_classes, lag_s: float) -> dict:
-    windows = windows_with_detections(holder.stop(), timeline, lock_classes, lag_s)
+def hold_lock_section(holder: LockHolder, lock_timeline: list[dict], lag_s: float) -> dict:
+    windows = windows_with_detections(holder.windows, lock_timeline, lag_s)
     return {"path": str(holder.path), "kind": holder.kind, "hold_s": holder.hold_s, "every_s": holder.every_s,
             "windows": windows, "windows_detected": sum(1 for w in windows if w.get("lock_issues_detected"))}

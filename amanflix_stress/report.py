@@ -282,7 +282,7 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     parts.append(tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True))
     users = ", ".join(f"user {u['user']}: {u['lock_errors']}" for u in section["top_users"][:5])
     parts.append(f"top users: {users or '-'}")
-    parts.append("timeline: " + (" ".join(f"[{_clock(row['start_s'])} {sum(v for k, v in row.items() if k not in ('interval', 'start_s'))}]"
+    parts.append("timeline: " + (" ".join(f"[{_clock(row['start_s'])} {sum(row['classes'].values())}]"
                                           for row in section["timeline"][:24]) or "-"))
     parts.append(f"verified: {verified}{caveat}")
     if held:
