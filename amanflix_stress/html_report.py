@@ -11,6 +11,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from .detect import LOCK_CLASSES
+from .report import verified_text
 
 CHART_SIZE_IN = (10, 3.2)
 COLOURS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#4c78a8", "users": "#54a24b"}
@@ -203,7 +204,7 @@ def lock_section(section: dict | None, hold_lock: dict | None) -> str:
     """DATABASE LOCK ISSUES: by class with their meaning, by endpoint, and each held lock window."""
     if not section:
         return ""
-    verified = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+    verified = verified_text(section)
     if not section["detected"]:
         return f'<h2>Database lock issues</h2><p class="note">none detected; verified: {esc(verified)}</p>'
     classes = [[esc(c), esc(n), esc(section["explain"][c])] for c, n in section["by_class"].items()]

@@ -264,9 +264,14 @@ def progress_line(snapshot: dict, total_s: float) -> str:
             f"users {snapshot['active_users']}")
 
 
+def verified_text(section: dict) -> str:
+    """What the lock detection checked, as one phrase: 'echoes checked 400, readbacks 82, ...'."""
+    return ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+
+
 def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     """DATABASE LOCK ISSUES DETECTED, or what was verified to find none."""
-    verified = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+    verified = verified_text(section)
     held = render_hold_windows(hold_lock) if hold_lock else ""
     caveat = f"\nnot verified: {section['not_verifiable']}" if section.get("not_verifiable") else ""
     if not section["detected"]:
