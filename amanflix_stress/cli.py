@@ -6,19 +6,19 @@ import os
 import sys
 import time
 
-from . import __version__
-from .coordinator import Coordinator, RunPlan
-from .client import parse_base_url
-from .demo import run_demo
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, EXIT_VALIDATE, StressError,
+from amanflix_stress import __version__
+from amanflix_stress.engine.coordinator import Coordinator, RunPlan
+from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.demo import run_demo
+from amanflix_stress.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, EXIT_VALIDATE, StressError,
                      UsageError)
-from .holdlock import hold_lock_section, lock_holder
-from .validate import Validation, admin_from_env, render as render_validation
-from .health import verdict_note
-from .profile import SCHEMA, defaults, find_profile, load_profile, parse_duration_s
-from .report import build_report, progress_line
-from .rundir import RunDir
-from .thresholds import breached, evaluate as evaluate_thresholds
+from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder
+from amanflix_stress.amanflix.validate import Validation, admin_from_env, render as render_validation
+from amanflix_stress.engine.health import verdict_note
+from amanflix_stress.profile import BEHAVIOUR_PATHS, SCHEMA, defaults, find_profile, load_profile, parse_duration_s
+from amanflix_stress.output.report import build_report, progress_line
+from amanflix_stress.output.rundir import RunDir
+from amanflix_stress.output.thresholds import breached, evaluate as evaluate_thresholds
 
 PLAIN_PROGRESS_EVERY_S = 10.0  # progress lines when stdout is not a terminal (cron mail, CI logs)
 
@@ -165,7 +165,8 @@ def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
     return RunPlan(base_url=target["base_url"], users=load["users"], rate=load["rate"], stages=stages,
                    duration_s=sum(d for d, _r in stages) if stages else parse_duration_s(load["duration"]),
                    spawn_rate=load["spawn_rate"], workers=load["workers"], max_concurrent=load["max_concurrent"],
-                   behaviour=behaviour["kind"], settings=settings, timeout_s=target["timeout_s"],
+                   behaviour=behaviour["kind"], behaviour_path=BEHAVIOUR_PATHS[behaviour["kind"]],
+                   settings=settings, timeout_s=target["timeout_s"],
                    connect_timeout_s=target["connect_timeout_s"], seed=load["seed"], interval_s=load["interval_s"],
                    timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
                    setup_concurrency=behaviour["setup_concurrency"])
@@ -247,12 +248,12 @@ def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace,
         coordinator = Coordinator(plan, printer)
         coordinator.on_start = on_start or coordinator.on_start
         return coordinator.run()
-    from .cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
+    from amanflix_stress.engine.cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
     return run_on_cluster(args.cluster, plan, printer, workers_given=args.workers is not None, on_start=on_start)
 
 
 def command_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import run_foreground  # Flask loads only when a sandbox is asked for
+    from amanflix_stress.sandbox import run_foreground  # Flask loads only when a sandbox is asked for
     return run_foreground(args.sandbox_args)
 
 
@@ -288,13 +289,13 @@ COMMANDS = {"run": command_run, "sandbox": command_sandbox, "demo": command_demo
 
 
 def command_profiles(args: argparse.Namespace) -> int:
-    from .menu import render_profiles
+    from amanflix_stress.menu import render_profiles
     print(render_profiles())
     return EXIT_OK
 
 
 def command_menu(args: argparse.Namespace) -> int:
-    from .menu import Menu
+    from amanflix_stress.menu import Menu
     argv = Menu().ask()
     return command_run(build_parser().parse_args(argv)) if argv else EXIT_OK
 

@@ -7,8 +7,8 @@ import tempfile
 
 from tabulate import tabulate
 
-from .errors import EXIT_INTERRUPTED
-from .report import read_json_report
+from amanflix_stress.errors import EXIT_INTERRUPTED
+from amanflix_stress.output.report import read_json_report
 
 DEMO_PROFILE = "demo"
 DEMO_HOLD = "6s/20s"  # two or three held lock windows in the demo's 45 s
@@ -23,7 +23,7 @@ def demo_run_args(url: str, db_path: str, report_path: str) -> list[str]:
 
 def run_demo(run_command) -> int:
     """Start the sandbox, run the demo profile through `run_command(argv) -> exit code`, compare with the truth."""
-    from .sandbox import SandboxConfig, launch_sandbox_process  # Flask loads only for the demo
+    from amanflix_stress.sandbox import SandboxConfig, launch_sandbox_process  # Flask loads only for the demo
 
     folder = tempfile.mkdtemp(prefix="amanflix-demo-")
     sandbox = launch_sandbox_process(SandboxConfig(mode="upstream", db_path=os.path.join(folder, "amanflix.db")))

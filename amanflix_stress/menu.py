@@ -9,9 +9,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .client import parse_base_url
-from .errors import StressError
-from .profile import USER_PROFILE_DIR, list_profiles, load_profile, parse_duration_s
+from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.errors import StressError
+from amanflix_stress.profile import USER_PROFILE_DIR, list_profiles, load_profile, parse_duration_s
 
 MENU_HIDDEN = {"template"}  # documents options; not a test anyone means to pick from a menu
 CUSTOM_BASE = {False: "quick", True: "db-stress"}  # a custom test starts from one of these, by focus

@@ -14,33 +14,16 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .client import parse_base_url
-from .errors import UsageError
+from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.errors import UsageError
+from amanflix_stress.units import parse_duration_s
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# each behaviour kind a profile can name -> the User class that runs it
+BEHAVIOUR_PATHS = {"http": "amanflix_stress.engine.user:HttpListUser",
+                   "amanflix": "amanflix_stress.amanflix.journeys:AmanflixUser"}
 USER_PROFILE_DIR = Path(os.environ.get("AMANFLIX_STRESS_PROFILES", Path.home() / ".config" / "amanflix-stress"))
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration_s(text) -> float:
-    """'90s', '10m', '1h', '1h30m' or a bare number of minutes (the seed's convention) -> seconds."""
-    if isinstance(text, bool):
-        raise ValueError("expected a duration like 90s, 10m or 1h")
-    if isinstance(text, (int, float)):
-        seconds = float(text) * 60.0
-    else:
-        value = str(text).strip().lower()
-        if re.fullmatch(r"\d+(\.\d+)?", value):
-            seconds = float(value) * 60.0
-        elif value and _DURATION.sub("", value) == "":
-            seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(value))
-        else:
-            raise ValueError(f"{text!r} is not a duration like 90s, 10m, 1h or a number of minutes")
-    if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return seconds
 
 
 @dataclass(frozen=True)

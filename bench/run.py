@@ -176,8 +176,8 @@ def nearest_rank(sorted_values: list[int], p: float) -> float:
 
 def aggregation_cost() -> dict:
     """Worker-side cost per sample: grouping a batch into Stats and shipping it as plain data, then merging."""
-    from amanflix_stress.sample import Sample
-    from amanflix_stress.stats import Stats
+    from amanflix_stress.engine.sample import Sample
+    from amanflix_stress.engine.stats import Stats
     rng = random.Random(1)
     names = [f"GET /api/endpoint/{i}" for i in range(8)]
     samples = [Sample(rng.choice(names), 200, "" if rng.random() > 0.02 else "http_5xx", "", rng.randint(500, 90_000),

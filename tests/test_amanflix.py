@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from amanflix_stress.api import AmanflixApi
+from amanflix_stress.amanflix.api import AmanflixApi
 from amanflix_stress.cli import main
-from amanflix_stress.client import HttpClient
-from amanflix_stress.journeys import phantom_check
+from amanflix_stress.engine.client import HttpClient
+from amanflix_stress.amanflix.journeys import phantom_check
 from amanflix_stress.sandbox import SandboxConfig, start_sandbox
 from helpers import read_report, start_cli
 
@@ -191,10 +191,10 @@ def make_user(srv, tmp_path, **journeys):
     """One AmanflixUser wired as a worker wires it, against a sandbox."""
     import random
     from amanflix_stress.cli import plan_from_profile
-    from amanflix_stress.journeys import AmanflixUser
+    from amanflix_stress.amanflix.journeys import AmanflixUser
     from amanflix_stress.profile import defaults
-    from amanflix_stress.run_hooks import prepare_run
-    from amanflix_stress.user import UserContext
+    from amanflix_stress.amanflix.run_hooks import prepare_run
+    from amanflix_stress.engine.user import UserContext
 
     profile = defaults()
     profile["behaviour"]["kind"] = "amanflix"

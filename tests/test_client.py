@@ -1,6 +1,6 @@
 import pytest
 
-from amanflix_stress.client import HttpClient, parse_base_url
+from amanflix_stress.engine.client import HttpClient, parse_base_url
 from helpers import free_port
 
 

@@ -8,10 +8,10 @@ import uuid
 import numpy as np
 import pytest
 
-from amanflix_stress import cluster, histogram
+from amanflix_stress.engine import cluster, histogram
 from amanflix_stress.cli import main
-from amanflix_stress.cluster import DaskCoordinator, parse_address, run_share, share_caps
-from amanflix_stress.coordinator import RunPlan, worker_shares
+from amanflix_stress.engine.cluster import DaskCoordinator, parse_address, run_share, share_caps
+from amanflix_stress.engine.coordinator import RunPlan, worker_shares
 from amanflix_stress.errors import UsageError
 from helpers import fast_profile, free_port, read_report, start_cli
 

@@ -1,8 +1,8 @@
 """Lock signatures: what each failure looks like on the wire, and what must not be mistaken for one."""
 import pytest
 
-from amanflix_stress.client import Reply
-from amanflix_stress.detect import explicit_lock, lock_wait
+from amanflix_stress.engine.client import Reply
+from amanflix_stress.amanflix.detect import explicit_lock, lock_wait
 
 DEBUG_PAGE = """<!doctype html><html><head><title>{title} // Werkzeug Debugger</title></head>
 <body><h1>{title}</h1><div class="console"><p>The console is locked and needs to be unlocked by entering the PIN.
@@ -60,7 +60,7 @@ def test_the_lock_wait_signature_can_be_switched_off_and_needs_a_success():
 
 
 def test_the_error_table_shows_the_reason_not_the_module_path():
-    from amanflix_stress.report import _short_example
+    from amanflix_stress.output.report import _short_example
     shown = _short_example("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked [SQL: "
                            "UPDATE notification SET is_read=? WHERE notification.id = ?]")
     assert shown.startswith("OperationalError: (OperationalError) database is locked")

@@ -1,9 +1,9 @@
 """Generator self-health: lag and CPU figures from a worker's snapshots, and the degraded verdict."""
 import pytest
 
-from amanflix_stress import health
-from amanflix_stress.health import HealthMeter, WorkerHealth, degraded_reasons, health_report, verdict_note
-from amanflix_stress.report import render_health
+from amanflix_stress.engine import health
+from amanflix_stress.engine.health import HealthMeter, WorkerHealth, degraded_reasons, health_report, verdict_note
+from amanflix_stress.output.report import render_health
 
 
 class Clock:

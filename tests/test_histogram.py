@@ -1,8 +1,8 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from amanflix_stress import histogram
-from amanflix_stress.stats import PERCENTILES
+from amanflix_stress.engine import histogram
+from amanflix_stress.engine.stats import PERCENTILES
 
 values = st.lists(st.integers(min_value=0, max_value=histogram.MAX_VALUE_US), min_size=1, max_size=400)
 

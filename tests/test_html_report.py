@@ -1,8 +1,8 @@
 """The HTML report: one self-contained page whose charts come from the time series and whose tables from the report."""
 import re
 
-from amanflix_stress.html_report import read_timeseries, render_html
-from amanflix_stress.thresholds import evaluate
+from amanflix_stress.output.html import read_timeseries, render_html
+from amanflix_stress.output.thresholds import evaluate
 
 
 def interval(i, errors=None, rps=20.0):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from amanflix_stress import health
+from amanflix_stress.engine import health
 from amanflix_stress.cli import main
 from helpers import read_report
 

@@ -1,7 +1,7 @@
 """The open-model schedule: due times, ramps, worker shares and dropping, as a table (the clock is passed in)."""
 import pytest
 
-from amanflix_stress.pacing import (ArrivalSchedule, LATE_AFTER_S, arrival_time_s, arrivals_by, build_segments,
+from amanflix_stress.engine.pacing import (ArrivalSchedule, LATE_AFTER_S, arrival_time_s, arrivals_by, build_segments,
                                     total_arrivals)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from amanflix_stress.cli import main
 from amanflix_stress.errors import AlreadyRunning
-from amanflix_stress.rundir import LOCK_NAME, MARKER_NAME, DirLock, prune, run_folders
+from amanflix_stress.output.rundir import LOCK_NAME, MARKER_NAME, DirLock, prune, run_folders
 from helpers import read_report, start_cli
 
 

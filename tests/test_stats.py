@@ -1,5 +1,5 @@
-from amanflix_stress.sample import Sample
-from amanflix_stress.stats import Stats, normalise_message
+from amanflix_stress.engine.sample import Sample
+from amanflix_stress.engine.stats import Stats, normalise_message
 
 
 def sample(name="GET /x", error="", latency_us=1000, user=0, t=100.0, message="", status=200, wait_us=0):
@@ -50,7 +50,7 @@ def test_open_model_keeps_response_time_apart_from_service_time():
 
 
 def test_the_progress_line_says_which_phase_the_run_is_in():
-    from amanflix_stress.report import progress_line
+    from amanflix_stress.output.report import progress_line
     setup = {"phase": "setup", "requests": 40, "failures": 1, "workers_ready": 1, "workers": 2}
     assert progress_line(setup, 60).startswith("[setup] preparing users") and "workers ready 1/2" in progress_line(
         setup, 60)

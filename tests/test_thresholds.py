@@ -3,9 +3,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from amanflix_stress.baseline import compare
+from amanflix_stress.output.baseline import compare
 from amanflix_stress.cli import main
-from amanflix_stress.thresholds import evaluate, render_thresholds
+from amanflix_stress.output.thresholds import evaluate, render_thresholds
 from helpers import read_report
 
 

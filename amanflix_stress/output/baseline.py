@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .errors import UsageError
+from amanflix_stress.errors import UsageError
 
 NOISE_FLOOR_MS = 2.0  # a p95 change smaller than this is timer and scheduler noise, not a regression
 ERROR_RATE_SLACK = 0.001  # an error rate may grow by this much (0.1 point) before it counts

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from . import histogram
+from amanflix_stress.engine import histogram
 
 CPU_LIMIT_CORES = 0.8  # a worker above this share of a core is the bottleneck: its timings include its own queueing
 LAG_LIMIT_MS = 25.0  # p99 schedule lag above this: threads woke that late, so latencies carry the delay

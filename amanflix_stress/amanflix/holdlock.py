@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import UsageError
-from .profile import parse_duration_s
+from amanflix_stress.errors import UsageError
+from amanflix_stress.units import parse_duration_s
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 ACQUIRE_TIMEOUT_S = 10.0  # the server may be mid-write when a hold starts

@@ -9,12 +9,12 @@ import threading
 import time
 import traceback
 
-from .client import HttpClient, InflightGauge
-from .health import HealthMeter, pin_to_core
-from .pacing import ArrivalSchedule, build_segments
-from .sample import Sample
-from .stats import Stats
-from .user import User, UserContext, behaviour_class
+from amanflix_stress.engine.client import HttpClient, InflightGauge
+from amanflix_stress.engine.health import HealthMeter, pin_to_core
+from amanflix_stress.engine.pacing import ArrivalSchedule, build_segments
+from amanflix_stress.engine.sample import Sample
+from amanflix_stress.engine.stats import Stats
+from amanflix_stress.engine.user import User, UserContext, behaviour_class
 
 BATCH_S = 1.0  # how often a worker ships its stats: the aggregator's freshness vs queue traffic
 TICK_S = 0.1  # how often the worker looks at the stop flag and its deadline
@@ -73,7 +73,7 @@ class Worker:
                           settings=share["settings"], shared=share.get("shared", {}), stop=self.stop,
                           rng=random.Random(f"{share['seed']}:{index}"), new_client=lambda: self.new_client(index),
                           open_model=self.schedule is not None)
-        return behaviour_class(share["behaviour"])(ctx)
+        return behaviour_class(share["behaviour_path"])(ctx)
 
     def new_client(self, index: int) -> HttpClient:
         client = HttpClient(self.share["base_url"], index, self.pending.append, timeout_s=self.share["timeout_s"],

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import histogram
-from .sample import Sample
+from amanflix_stress.engine import histogram
+from amanflix_stress.engine.sample import Sample
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 PERCENTILE_METHOD = "nearest rank (numpy inverted_cdf) on a log-linear histogram, <= 0.4% error"

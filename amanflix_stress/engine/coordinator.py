@@ -10,17 +10,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .aggregator import Aggregator, WorkerState
-from .client import HttpClient
-from .errors import TargetUnreachable
-from .user import behaviour_class
-from .worker import TICK_S, run_worker
+from amanflix_stress.engine.aggregator import Aggregator, WorkerState
+from amanflix_stress.engine.client import check_reachable
+from amanflix_stress.engine.user import HTTP_LIST_USER, behaviour_class
+from amanflix_stress.engine.worker import TICK_S, run_worker
 
 START_METHOD = "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
 WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
-REACHABLE_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -33,7 +31,8 @@ class RunPlan:
     spawn_rate: float = 10.0
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_concurrent: int = 0  # 0: no cap
-    behaviour: str = "http"
+    behaviour: str = "http"  # the behaviour's name, as the report shows it
+    behaviour_path: str = HTTP_LIST_USER  # the User class to run, 'module:Class'
     settings: dict = field(default_factory=dict)
     timeout_s: float = 30.0
     connect_timeout_s: float = 3.0
@@ -83,19 +82,6 @@ class LocalControl:
         self.go.set()
 
 
-def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
-    """Any HTTP answer will do; no answer within the timeout raises TargetUnreachable."""
-    client = HttpClient(base_url, -1, lambda sample: None, timeout_s=timeout_s, connect_timeout_s=timeout_s)
-    try:
-        reply = client.call("GET /", "GET", "/", expect=range(100, 600))
-    finally:
-        client.close()
-    if reply.error:
-        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s",
-               "read": "the connection broke or the answer was not HTTP"}
-        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(reply.error, reply.body.decode())}): "
-                                "start the server or fix --base-url")
-
 
 def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
     """Each worker's [user index, start offset s] pairs: user i starts at i / spawn_rate, round robin."""
@@ -108,7 +94,7 @@ def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
 
 def worker_shares(plan: RunPlan, shared: dict) -> list[dict]:
     """One plain, picklable dict per worker: all it needs to run its users anywhere."""
-    common = {k: getattr(plan, k) for k in ("run_id", "base_url", "behaviour", "settings", "duration_s", "timeout_s",
+    common = {k: getattr(plan, k) for k in ("run_id", "base_url", "behaviour_path", "settings", "duration_s", "timeout_s",
                                              "connect_timeout_s", "interval_s", "seed", "setup_concurrency",
                                              "setup_timeout_s", "teardown_timeout_s", "rate", "stages",
                                              "pin_cores")}
@@ -153,7 +139,7 @@ class Coordinator:
     def run(self) -> RunResult:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_s, shared = time.time(), {}
-        behaviour = behaviour_class(self.plan.behaviour)
+        behaviour = behaviour_class(self.plan.behaviour_path)
         try:
             check_reachable(self.plan.base_url)
             shared = behaviour.prepare_run(self.plan) if hasattr(behaviour, "prepare_run") else {}

@@ -6,11 +6,11 @@ import threading
 import time
 from collections import Counter
 
-from .api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
-from .client import Reply
-from .ledger import WriteLedger, same
-from .run_hooks import finish_run, prepare_run
-from .user import User, UserContext
+from amanflix_stress.amanflix.api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
+from amanflix_stress.engine.client import Reply
+from amanflix_stress.amanflix.ledger import WriteLedger, same
+from amanflix_stress.amanflix.run_hooks import finish_run, prepare_run
+from amanflix_stress.engine.user import User, UserContext
 
 SEARCH_TERMS = ("the", "a", "man", "night", "star", "love", "war", "dark", "day", "world")
 PROGRESS_STEP_S = (5.0, 15.0)  # playback between two updates: the frontend reports about every 10 s

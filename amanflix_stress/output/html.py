@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from .detect import LOCK_CLASSES
-from .report import verified_text
+from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.output.report import verified_text
 
 CHART_SIZE_IN = (10, 3.2)
 COLOURS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#4c78a8", "users": "#54a24b"}

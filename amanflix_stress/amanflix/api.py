@@ -5,8 +5,8 @@ import base64
 import json
 import time
 
-from .client import HttpClient, Reply
-from .detect import explicit_lock, lock_wait
+from amanflix_stress.engine.client import HttpClient, Reply
+from amanflix_stress.amanflix.detect import explicit_lock, lock_wait
 
 TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
 RELOGIN_SPACING_S = 1.1  # the server's tokens have one-second granularity: same second, same (maybe blacklisted) token

@@ -13,14 +13,16 @@ from urllib.parse import urlencode, urlsplit
 
 import httptools
 
-from . import __version__
-from .classify import body_message, classify_exception, classify_status
-from .sample import Sample
+from amanflix_stress import __version__
+from amanflix_stress.engine.classify import body_message, classify_exception, classify_status
+from amanflix_stress.engine.sample import Sample
+from amanflix_stress.errors import TargetUnreachable
 
 Check = Callable[["Reply"], "tuple[str, str] | None"]
 OK_STATUSES = range(200, 300)
 RECV_BYTES = 65536  # one recv per small response; larger bodies take several
 NO_BODY_STATUSES = (204, 304)
+REACHABLE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -272,3 +274,16 @@ def _judge(reply: Reply, expect, check: Check | None) -> tuple[str, str]:
     if reply.status not in expect:
         return classify_status(reply.status), body_message(reply.body, reply.content_type)
     return "", ""
+
+def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
+    """Any HTTP answer will do; no answer within the timeout raises TargetUnreachable."""
+    client = HttpClient(base_url, -1, lambda sample: None, timeout_s=timeout_s, connect_timeout_s=timeout_s)
+    try:
+        reply = client.call("GET /", "GET", "/", expect=range(100, 600))
+    finally:
+        client.close()
+    if reply.error:
+        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s",
+               "read": "the connection broke or the answer was not HTTP"}
+        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(reply.error, reply.body.decode())}): "
+                                "start the server or fix --base-url")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import re
 
-from .classify import body_message
-from .client import Reply
+from amanflix_stress.engine.classify import body_message
+from amanflix_stress.engine.client import Reply
 
 # Every error class that a database lock causes, shown or hidden, in the order the report lists them.
 LOCK_CLASSES = ("db_locked", "pool_timeout", "auth_locked", "db_error", "lost_insert", "lost_update", "lost_write",

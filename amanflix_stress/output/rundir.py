@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .baseline import compare, load_baseline, render_baseline
-from .errors import AlreadyRunning, UsageError
-from .report import render_report, write_json
-from .thresholds import breached, render_thresholds
+from amanflix_stress.output.baseline import compare, load_baseline, render_baseline
+from amanflix_stress.errors import AlreadyRunning, UsageError
+from amanflix_stress.output.report import render_report, write_json
+from amanflix_stress.output.thresholds import breached, render_thresholds
 
 LOCK_NAME = ".amanflix-stress.lock"
 MARKER_NAME = ".amanflix-stress-run"  # only folders carrying it are ever removed by retention
@@ -168,7 +168,7 @@ class RunDir:
         if not self.reporting["html"]:
             return []
         try:
-            from .html_report import render_html, read_timeseries
+            from amanflix_stress.output.html import render_html, read_timeseries
         except ImportError as exc:
             return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
         path = self.folder / FILES["html"]
@@ -179,7 +179,7 @@ class RunDir:
         target = self.reporting["junit"]
         if not target:
             return []
-        from .junit import render_junit
+        from amanflix_stress.output.junit import render_junit
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(render_junit(report, report.get("thresholds", [])))
         return [f"junit: {target}"]

@@ -7,13 +7,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from .client import HttpClient
+from amanflix_stress.engine.client import HttpClient
 
 # Behaviours are named in the plan as import paths, so a plan stays plain, picklable data.
-BEHAVIOURS = {
-    "http": "amanflix_stress.user:HttpListUser",
-    "amanflix": "amanflix_stress.journeys:AmanflixUser",
-}
+HTTP_LIST_USER = "amanflix_stress.engine.user:HttpListUser"
 
 
 @dataclass
@@ -70,9 +67,9 @@ class User:
         self.client.close()
 
 
-def behaviour_class(name: str) -> type[User]:
-    """The User class a plan names, by short name or 'module:Class'."""
-    module_name, _, class_name = BEHAVIOURS.get(name, name).partition(":")
+def behaviour_class(path: str) -> type[User]:
+    """The User class a plan names as 'module:Class'."""
+    module_name, _, class_name = path.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -1,8 +1,8 @@
 """The target's real catalog, fetched once with a token: movies by `id`, shows by `show_id` with episodes."""
 from __future__ import annotations
 
-from .api import AmanflixApi
-from .errors import SetupFailed
+from amanflix_stress.amanflix.api import AmanflixApi
+from amanflix_stress.errors import SetupFailed
 
 PAGE_SIZE = 50
 MAX_PAGES = 40  # 2,000 titles of each kind are plenty to spread the load; a bound on setup time

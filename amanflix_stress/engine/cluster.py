@@ -13,11 +13,11 @@ import time
 import uuid
 from typing import Callable, Iterator
 
-from . import __version__
-from .aggregator import WorkerState
-from .coordinator import READY_GRACE_S, WORKER_SILENCE_S, Coordinator, RunPlan, RunResult
-from .errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
-from .worker import run_worker
+from amanflix_stress import __version__
+from amanflix_stress.engine.aggregator import WorkerState
+from amanflix_stress.engine.coordinator import READY_GRACE_S, WORKER_SILENCE_S, Coordinator, RunPlan, RunResult
+from amanflix_stress.errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
+from amanflix_stress.engine.worker import run_worker
 
 try:  # an optional extra: without it only --cluster is unavailable
     import dask

@@ -5,11 +5,10 @@ import os
 import secrets
 import time
 
-from .api import AdminApi, AmanflixApi, token_subject
-from .catalog import fetch_catalog
-from .client import HttpClient
-from .coordinator import check_reachable
-from .errors import SetupFailed, StressError
+from amanflix_stress.amanflix.api import AdminApi, AmanflixApi, token_subject
+from amanflix_stress.amanflix.catalog import fetch_catalog
+from amanflix_stress.engine.client import HttpClient, check_reachable
+from amanflix_stress.errors import SetupFailed, StressError
 
 CHECKS = ("connectivity", "registration", "authentication", "content", "watch history", "cleanup")
 PROBE_POSITION_S = 42.5

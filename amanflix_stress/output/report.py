@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 
 from tabulate import tabulate
 
-from . import __version__
-from .aggregator import endpoint_rows, total_series, ms
-from .health import health_report
-from .pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
-from .stats import PERCENTILE_METHOD
+from amanflix_stress import __version__
+from amanflix_stress.engine.aggregator import endpoint_rows, total_series, ms
+from amanflix_stress.engine.health import health_report
+from amanflix_stress.engine.pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
+from amanflix_stress.engine.stats import PERCENTILE_METHOD
 
 SCHEMA_VERSION = "amanflix-stress/report/1"
 LATENCY_CAPTION = ("closed model: each user waits for a reply before its next request, so latency is service time "

@@ -6,8 +6,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .health import WorkerHealth
-from .stats import PERCENTILES, Series, Stats
+from amanflix_stress.engine.health import WorkerHealth
+from amanflix_stress.engine.stats import PERCENTILES, Series, Stats
 
 CLOSE_GRACE_S = 2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
 

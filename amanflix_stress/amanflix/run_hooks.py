@@ -6,12 +6,12 @@ import os
 import random
 import secrets
 
-from .api import AdminApi, AmanflixApi
-from .catalog import fetch_catalog_retrying
-from .client import HttpClient
-from .detect import lock_summary
-from .errors import SetupFailed, UsageError
-from .stats import Stats
+from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
+from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
+from amanflix_stress.engine.client import HttpClient
+from amanflix_stress.amanflix.detect import lock_summary
+from amanflix_stress.errors import SetupFailed, UsageError
+from amanflix_stress.engine.stats import Stats
 
 BATCH_DELETE_SIZE = 100
 
