@@ -1,4 +1,5 @@
 """The command line: parses flags, resolves the plan, runs it, and turns every exception into an exit code."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,18 +8,34 @@ import sys
 import time
 
 from amanflix_stress import __version__
-from amanflix_stress.engine.coordinator import Coordinator, RunPlan
-from amanflix_stress.engine.client import parse_base_url
-from amanflix_stress.demo import run_demo
-from amanflix_stress.errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_THRESHOLDS, EXIT_USAGE, EXIT_VALIDATE, StressError,
-                     UsageError)
 from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder
-from amanflix_stress.amanflix.validate import Validation, admin_from_env, render as render_validation
+from amanflix_stress.amanflix.validate import Validation, admin_from_env
+from amanflix_stress.amanflix.validate import render as render_validation
+from amanflix_stress.demo import run_demo
+from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.engine.coordinator import Coordinator, RunPlan
 from amanflix_stress.engine.health import verdict_note
-from amanflix_stress.profile import BEHAVIOUR_PATHS, SCHEMA, defaults, find_profile, load_profile, parse_duration_s
+from amanflix_stress.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_THRESHOLDS,
+    EXIT_USAGE,
+    EXIT_VALIDATE,
+    StressError,
+    UsageError,
+)
 from amanflix_stress.output.report import build_report, progress_line
 from amanflix_stress.output.rundir import RunDir
-from amanflix_stress.output.thresholds import breached, evaluate as evaluate_thresholds
+from amanflix_stress.output.thresholds import breached
+from amanflix_stress.output.thresholds import evaluate as evaluate_thresholds
+from amanflix_stress.profile import (
+    BEHAVIOUR_PATHS,
+    SCHEMA,
+    defaults,
+    find_profile,
+    load_profile,
+    parse_duration_s,
+)
 
 PLAIN_PROGRESS_EVERY_S = 10.0  # progress lines when stdout is not a terminal (cron mail, CI logs)
 
@@ -34,12 +51,25 @@ exit codes: 0 ok, 1 thresholds breached or a worker lost, 2 bad usage or profile
             prepared (e.g. an empty catalog), 6 validate found a failing check, 130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
-FLAG_KEYS = {"base_url": ("target", "base_url"), "timeout": ("target", "timeout_s"),
-             "users": ("load", "users"), "duration": ("load", "duration"), "spawn_rate": ("load", "spawn_rate"),
-             "workers": ("load", "workers"), "max_concurrent": ("load", "max_concurrent"), "seed": ("load", "seed")}
+FLAG_KEYS = {
+    "base_url": ("target", "base_url"),
+    "timeout": ("target", "timeout_s"),
+    "users": ("load", "users"),
+    "duration": ("load", "duration"),
+    "spawn_rate": ("load", "spawn_rate"),
+    "workers": ("load", "workers"),
+    "max_concurrent": ("load", "max_concurrent"),
+    "seed": ("load", "seed"),
+}
 FLAG_KEYS.update({"rate": ("load", "rate")})
-FLAG_KEYS.update({"report_dir": ("reporting", "report_dir"), "keep": ("reporting", "keep"),
-                  "junit": ("reporting", "junit"), "baseline": ("reporting", "baseline")})
+FLAG_KEYS.update(
+    {
+        "report_dir": ("reporting", "report_dir"),
+        "keep": ("reporting", "keep"),
+        "junit": ("reporting", "junit"),
+        "baseline": ("reporting", "baseline"),
+    }
+)
 
 
 AMANFLIX_SECTIONS = ("journeys", "watch_history", "detection", "accounts")
@@ -51,12 +81,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="amanflix-stress", description="Load tests for the Amanflix API that find "
-                            "its SQLite lock failures.", epilog=EXAMPLES, formatter_class=argparse.RawTextHelpFormatter)
+    parser = ArgumentParser(
+        prog="amanflix-stress",
+        description="Load tests for the Amanflix API that find its SQLite lock failures.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"amanflix-stress {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    run = commands.add_parser("run", help="run a load test", epilog=EXAMPLES,
-                              formatter_class=argparse.RawTextHelpFormatter)
+    run = commands.add_parser(
+        "run", help="run a load test", epilog=EXAMPLES, formatter_class=argparse.RawTextHelpFormatter
+    )
     add_run_flags(run)
     add_tool_commands(commands)
     commands.add_parser("profiles", help="list the profiles with their purpose")
@@ -65,9 +100,14 @@ def build_parser() -> ArgumentParser:
 
 
 def add_tool_commands(commands) -> None:
-    commands.add_parser("sandbox", help="run the embedded Amanflix sandbox in the foreground: --port N "
-                        "--mode upstream|strict|fixed --db PATH (sandbox --help)")
-    commands.add_parser("demo", help="run a one-minute demo against a sandbox and compare with its ground truth")
+    commands.add_parser(
+        "sandbox",
+        help="run the embedded Amanflix sandbox in the foreground: --port N "
+        "--mode upstream|strict|fixed --db PATH (sandbox --help)",
+    )
+    commands.add_parser(
+        "demo", help="run a one-minute demo against a sandbox and compare with its ground truth"
+    )
     validate = commands.add_parser("validate", help="six checks that a target is an Amanflix API we can load")
     validate.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
     validate.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
@@ -89,38 +129,79 @@ def add_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--users", type=int, help="simulated users")
     run.add_argument("--duration", help="measured phase: 90s, 10m, 1h, or whole minutes")
     run.add_argument("--spawn-rate", type=float, help="users started per second")
-    run.add_argument("--rate", type=float, help="open model: arrivals per second, scheduled whatever the replies "
-                     "do; --users sets the thread pool that serves them")
+    run.add_argument(
+        "--rate",
+        type=float,
+        help="open model: arrivals per second, scheduled whatever the replies "
+        "do; --users sets the thread pool that serves them",
+    )
     run.add_argument("--workers", type=int, help="worker processes (default: CPUs)")
-    run.add_argument("--max-concurrent", type=int, help="cap on requests in flight across all users (0 = none)")
+    run.add_argument(
+        "--max-concurrent", type=int, help="cap on requests in flight across all users (0 = none)"
+    )
     run.add_argument("--timeout", type=float, help="per-request read timeout, seconds")
     run.add_argument("--seed", type=int, help="seed for every random choice")
-    run.add_argument("--report-json", help="where to write the JSON report (default reports/run-<time>-<id>.json)")
+    run.add_argument(
+        "--report-json", help="where to write the JSON report (default reports/run-<time>-<id>.json)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    run.add_argument("--cluster", metavar="ADDRESS", help="run the workers on Dask: tcp://SCHEDULER:8786, or local:N "
-                     "for N local processes (pip install 'amanflix-stress[cluster]'; see docs/cluster.md)")
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the workers on Dask: tcp://SCHEDULER:8786, or local:N "
+        "for N local processes (pip install 'amanflix-stress[cluster]'; see docs/cluster.md)",
+    )
     add_amanflix_flags(run)
 
 
 def add_amanflix_flags(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--amanflix", action="store_true", help="run the Amanflix journeys (the default) even if the profile lists [[requests]]")
-    run.add_argument("--focus-watch-history", action="store_true",
-                     help="concentrate on watch-history writes (the lock hot spot)")
-    run.add_argument("--bursts", type=float, metavar="EVERY_S",
-                     help="every EVERY_S seconds many users write the same title at the same instant")
+    run.add_argument(
+        "--amanflix",
+        action="store_true",
+        help="run the Amanflix journeys (the default) even if the profile lists [[requests]]",
+    )
+    run.add_argument(
+        "--focus-watch-history",
+        action="store_true",
+        help="concentrate on watch-history writes (the lock hot spot)",
+    )
+    run.add_argument(
+        "--bursts",
+        type=float,
+        metavar="EVERY_S",
+        help="every EVERY_S seconds many users write the same title at the same instant",
+    )
     run.add_argument("--admin-user", help="admin account for cleanup (or $AMANFLIX_ADMIN_USER)")
-    run.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD); never printed")
-    run.add_argument("--hold-lock", metavar="DBPATH",
-                     help="hold a write lock on this SQLite file on a schedule, to reproduce lock failures")
-    run.add_argument("--hold-lock-schedule", default="7s/30s", metavar="HOLD/EVERY",
-                     help="how long each hold lasts and how often it starts (default 7s/30s)")
-    run.add_argument("--hold-lock-kind", choices=("reserved", "exclusive"), default="reserved",
-                     help="reserved blocks writers; exclusive blocks readers too")
-    run.add_argument("--report-dir", help="put each run in a timestamped folder here (JSON, time series, summary, "
-                     "HTML); one run at a time per folder")
+    run.add_argument(
+        "--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD); never printed"
+    )
+    run.add_argument(
+        "--hold-lock",
+        metavar="DBPATH",
+        help="hold a write lock on this SQLite file on a schedule, to reproduce lock failures",
+    )
+    run.add_argument(
+        "--hold-lock-schedule",
+        default="7s/30s",
+        metavar="HOLD/EVERY",
+        help="how long each hold lasts and how often it starts (default 7s/30s)",
+    )
+    run.add_argument(
+        "--hold-lock-kind",
+        choices=("reserved", "exclusive"),
+        default="reserved",
+        help="reserved blocks writers; exclusive blocks readers too",
+    )
+    run.add_argument(
+        "--report-dir",
+        help="put each run in a timestamped folder here (JSON, time series, summary, "
+        "HTML); one run at a time per folder",
+    )
     run.add_argument("--keep", type=int, help="with --report-dir: keep only the newest N run folders")
     run.add_argument("--junit", help="write JUnit XML here, one test case per threshold")
-    run.add_argument("--baseline", help="flag regressions against this report.json, or 'previous' (with --report-dir)")
+    run.add_argument(
+        "--baseline", help="flag regressions against this report.json, or 'previous' (with --report-dir)"
+    )
 
 
 def resolve_profile(args: argparse.Namespace) -> dict:
@@ -139,17 +220,26 @@ def resolve_profile(args: argparse.Namespace) -> dict:
 
 
 def apply_amanflix_flags(args: argparse.Namespace, profile: dict) -> None:
-    if getattr(args, "amanflix", False) or getattr(args, "focus_watch_history", False) or getattr(args, "bursts", None):
+    if (
+        getattr(args, "amanflix", False)
+        or getattr(args, "focus_watch_history", False)
+        or getattr(args, "bursts", None)
+    ):
         profile["behaviour"]["kind"] = "amanflix"
     if getattr(args, "focus_watch_history", False):
         profile["watch_history"]["focus"] = True
     if getattr(args, "bursts", None) is not None:
         try:
-            profile["watch_history"]["burst_every_s"] = SCHEMA["watch_history"]["burst_every_s"].check(args.bursts)
+            profile["watch_history"]["burst_every_s"] = SCHEMA["watch_history"]["burst_every_s"].check(
+                args.bursts
+            )
         except ValueError as exc:
             raise UsageError(f"--bursts: {exc}") from None
     names = profile["accounts"]
-    for flag, env in (("admin_user", names["admin_username_env"]), ("admin_password", names["admin_password_env"])):
+    for flag, env in (
+        ("admin_user", names["admin_username_env"]),
+        ("admin_password", names["admin_password_env"]),
+    ):
         if getattr(args, flag, None):
             os.environ[env] = getattr(args, flag)  # read by the cleanup; the report masks the flag
 
@@ -162,14 +252,25 @@ def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
     else:
         settings.update({section: dict(profile[section]) for section in AMANFLIX_SECTIONS})
     stages = [[parse_duration_s(d), r] for d, r in load["stages"]]
-    return RunPlan(base_url=target["base_url"], users=load["users"], rate=load["rate"], stages=stages,
-                   duration_s=sum(d for d, _r in stages) if stages else parse_duration_s(load["duration"]),
-                   spawn_rate=load["spawn_rate"], workers=load["workers"], max_concurrent=load["max_concurrent"],
-                   behaviour=behaviour["kind"], behaviour_path=BEHAVIOUR_PATHS[behaviour["kind"]],
-                   settings=settings, timeout_s=target["timeout_s"],
-                   connect_timeout_s=target["connect_timeout_s"], seed=load["seed"], interval_s=load["interval_s"],
-                   timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
-                   setup_concurrency=behaviour["setup_concurrency"])
+    return RunPlan(
+        base_url=target["base_url"],
+        users=load["users"],
+        rate=load["rate"],
+        stages=stages,
+        duration_s=sum(d for d, _r in stages) if stages else parse_duration_s(load["duration"]),
+        spawn_rate=load["spawn_rate"],
+        workers=load["workers"],
+        max_concurrent=load["max_concurrent"],
+        behaviour=behaviour["kind"],
+        behaviour_path=BEHAVIOUR_PATHS[behaviour["kind"]],
+        settings=settings,
+        timeout_s=target["timeout_s"],
+        connect_timeout_s=target["connect_timeout_s"],
+        seed=load["seed"],
+        interval_s=load["interval_s"],
+        timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
+        setup_concurrency=behaviour["setup_concurrency"],
+    )
 
 
 class ProgressPrinter:
@@ -199,17 +300,25 @@ class ProgressPrinter:
 
 def verdict(report: dict, profile: dict) -> tuple[int, str]:
     """Exit code and a one-line verdict suitable for cron mail."""
-    problems = [f"worker {w['id']} {w['status']} ({w['detail']})" for w in report["workers"]
-                if w["status"] in ("died", "hung")]
+    problems = [
+        f"worker {w['id']} {w['status']} ({w['detail']})"
+        for w in report["workers"]
+        if w["status"] in ("died", "hung")
+    ]
     problems += [r["summary"] for r in breached(report.get("thresholds", []))]
     locks = lock_verdict(report.get("lock_issues"))
     if report["meta"]["interrupted"]:
-        return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + "".join(f"; {p}" for p in problems) + locks
+        return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + "".join(
+            f"; {p}" for p in problems
+        ) + locks
     if problems:
         return EXIT_THRESHOLDS, "FAIL: " + "; ".join(problems) + locks
     regressions = (report.get("baseline") or {}).get("regressions", 0)
-    return EXIT_OK, ("PASS" + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
-                     + locks)
+    return EXIT_OK, (
+        "PASS"
+        + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
+        + locks
+    )
 
 
 def lock_verdict(section: dict | None) -> str:
@@ -248,12 +357,18 @@ def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace,
         coordinator = Coordinator(plan, printer)
         coordinator.on_start = on_start or coordinator.on_start
         return coordinator.run()
-    from amanflix_stress.engine.cluster import run_on_cluster  # Dask is an optional extra, imported only when asked for
-    return run_on_cluster(args.cluster, plan, printer, workers_given=args.workers is not None, on_start=on_start)
+    from amanflix_stress.engine.cluster import (
+        run_on_cluster,
+    )  # Dask is an optional extra, imported only when asked for
+
+    return run_on_cluster(
+        args.cluster, plan, printer, workers_given=args.workers is not None, on_start=on_start
+    )
 
 
 def command_sandbox(args: argparse.Namespace) -> int:
     from amanflix_stress.sandbox import run_foreground  # Flask loads only when a sandbox is asked for
+
     return run_foreground(args.sandbox_args)
 
 
@@ -262,7 +377,11 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_validate(args: argparse.Namespace) -> int:
-    admin = (args.admin_user, args.admin_password) if args.admin_user and args.admin_password else admin_from_env()
+    admin = (
+        (args.admin_user, args.admin_password)
+        if args.admin_user and args.admin_password
+        else admin_from_env()
+    )
     results = Validation(args.base_url, args.timeout, admin).run()
     print(render_validation(results))
     return EXIT_OK if all(ok for _name, ok, _reason in results) else EXIT_VALIDATE
@@ -280,22 +399,33 @@ def command_run(args: argparse.Namespace) -> int:
         report["baseline"] = run_dir.compare_with_baseline(report)
         code, line = verdict(report, profile)
         line += verdict_note(report.get("health"))
-        report["verdict"] = {"exit_code": code, "summary": line, "degraded": bool(report["health"]["degraded"])}
+        report["verdict"] = {
+            "exit_code": code,
+            "summary": line,
+            "degraded": bool(report["health"]["degraded"]),
+        }
         print(run_dir.write(report, tty=sys.stdout.isatty()))
     return code
 
 
-COMMANDS = {"run": command_run, "sandbox": command_sandbox, "demo": command_demo, "validate": command_validate}
+COMMANDS = {
+    "run": command_run,
+    "sandbox": command_sandbox,
+    "demo": command_demo,
+    "validate": command_validate,
+}
 
 
 def command_profiles(args: argparse.Namespace) -> int:
     from amanflix_stress.menu import render_profiles
+
     print(render_profiles())
     return EXIT_OK
 
 
 def command_menu(args: argparse.Namespace) -> int:
     from amanflix_stress.menu import Menu
+
     argv = Menu().ask()
     return command_run(build_parser().parse_args(argv)) if argv else EXIT_OK
 

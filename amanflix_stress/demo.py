@@ -1,5 +1,6 @@
 """`demo`: a sandbox in a child process, a short run against it with held locks, and the ground truth beside
 what the tool detected."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,19 @@ UNVERIFIABLE = ("/api/auth/update", "/api/analytics/", "/api/auth/logout")  # wr
 
 
 def demo_run_args(url: str, db_path: str, report_path: str) -> list[str]:
-    return ["run", "--profile", DEMO_PROFILE, "--base-url", url, "--report-json", report_path,
-            "--hold-lock", db_path, "--hold-lock-schedule", DEMO_HOLD]
+    return [
+        "run",
+        "--profile",
+        DEMO_PROFILE,
+        "--base-url",
+        url,
+        "--report-json",
+        report_path,
+        "--hold-lock",
+        db_path,
+        "--hold-lock-schedule",
+        DEMO_HOLD,
+    ]
 
 
 def run_demo(run_command) -> int:
@@ -26,11 +38,15 @@ def run_demo(run_command) -> int:
     from amanflix_stress.sandbox import SandboxConfig, launch_sandbox_process  # Flask loads only for the demo
 
     folder = tempfile.mkdtemp(prefix="amanflix-demo-")
-    sandbox = launch_sandbox_process(SandboxConfig(mode="upstream", db_path=os.path.join(folder, "amanflix.db")))
+    sandbox = launch_sandbox_process(
+        SandboxConfig(mode="upstream", db_path=os.path.join(folder, "amanflix.db"))
+    )
     try:
         print(f"sandbox Amanflix (upstream mode, real SQLite) at {sandbox.url}; database {sandbox.db_path}\n")
-        os.environ["AMANFLIX_ADMIN_USER"], os.environ["AMANFLIX_ADMIN_PASSWORD"] = (sandbox.admin_username,
-                                                                                   sandbox.admin_password)
+        os.environ["AMANFLIX_ADMIN_USER"], os.environ["AMANFLIX_ADMIN_PASSWORD"] = (
+            sandbox.admin_username,
+            sandbox.admin_password,
+        )
         report_path = os.path.join(folder, "report.json")
         code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path))
         truth = sandbox.truth()
@@ -44,8 +60,13 @@ def run_demo(run_command) -> int:
 def detected_on(report: dict, classes: tuple[str, ...], endpoint_words: tuple[str, ...]) -> int:
     """Lock issues of these classes whose endpoint names contain one of these words, all phases."""
     groups = report["errors"] + report["setup"]["errors"] + report["teardown"]["errors"]
-    return sum(n for g in groups if g["class"] in classes
-               for name, n in g["endpoints"].items() if any(w in name for w in endpoint_words))
+    return sum(
+        n
+        for g in groups
+        if g["class"] in classes
+        for name, n in g["endpoints"].items()
+        if any(w in name for w in endpoint_words)
+    )
 
 
 def compare_with_truth(report: dict, truth: dict) -> list[list]:
@@ -55,28 +76,61 @@ def compare_with_truth(report: dict, truth: dict) -> list[list]:
     cleanup = report.get("amanflix", {}).get("cleanup", {})
     mylist_truth = sum(n for name, n in lost.items() if "/api/mylist/" in name)
     return [
-        ["watch-history writes lost", lost.get(WATCH_UPDATE, 0),
-         detected_on(report, ("lost_update", "lost_insert", "lost_write"), ("watch-history",)),
-         "echo check, read-backs, final verification"],
-        ["my-list writes lost", mylist_truth, detected_on(report, ("lost_write",), ("/api/mylist/",)),
-         "toggle answers, read-backs, final listing"],
-        ["registrations lost", lost.get("POST /api/auth/register", 0), counters.get("phantom_registrations", 0),
-         "token for user 'None', profile check"],
-        ["duplicate watch-history rows", max(truth.get("duplicate_watch_history_rows_created", 0),
-                                             truth.get("duplicate_watch_history_rows", 0)),
-         counters.get("duplicate_rows", 0), "record ids in the update echoes"],
-        ["other writes lost (profile, analytics, logout)", sum(n for name, n in lost.items() if
-                                                              any(w in name for w in UNVERIFIABLE)),
-         detected_on(report, ("lock_wait",), UNVERIFIABLE), "no safe read-back: the lock_wait signature only"],
-        ["lock events inside the server", truth.get("lock_events", 0), "-",
-         "each surfaces in a row above, or as lock_wait (a write that waited the busy timeout)"],
-        ["test users left in the database", max(0, truth.get("users_in_db", 0)), cleanup.get("left_behind", "-"),
-         cleanup.get("method", "-")],
-        ["rows left behind by deletes", truth.get("orphan_watch_history_rows", 0) + truth.get("orphan_my_list_rows", 0),
-         cleanup.get("rows_left_behind", 0), "admin cleanup removes them"],
+        [
+            "watch-history writes lost",
+            lost.get(WATCH_UPDATE, 0),
+            detected_on(report, ("lost_update", "lost_insert", "lost_write"), ("watch-history",)),
+            "echo check, read-backs, final verification",
+        ],
+        [
+            "my-list writes lost",
+            mylist_truth,
+            detected_on(report, ("lost_write",), ("/api/mylist/",)),
+            "toggle answers, read-backs, final listing",
+        ],
+        [
+            "registrations lost",
+            lost.get("POST /api/auth/register", 0),
+            counters.get("phantom_registrations", 0),
+            "token for user 'None', profile check",
+        ],
+        [
+            "duplicate watch-history rows",
+            max(
+                truth.get("duplicate_watch_history_rows_created", 0),
+                truth.get("duplicate_watch_history_rows", 0),
+            ),
+            counters.get("duplicate_rows", 0),
+            "record ids in the update echoes",
+        ],
+        [
+            "other writes lost (profile, analytics, logout)",
+            sum(n for name, n in lost.items() if any(w in name for w in UNVERIFIABLE)),
+            detected_on(report, ("lock_wait",), UNVERIFIABLE),
+            "no safe read-back: the lock_wait signature only",
+        ],
+        [
+            "lock events inside the server",
+            truth.get("lock_events", 0),
+            "-",
+            "each surfaces in a row above, or as lock_wait (a write that waited the busy timeout)",
+        ],
+        [
+            "test users left in the database",
+            max(0, truth.get("users_in_db", 0)),
+            cleanup.get("left_behind", "-"),
+            cleanup.get("method", "-"),
+        ],
+        [
+            "rows left behind by deletes",
+            truth.get("orphan_watch_history_rows", 0) + truth.get("orphan_my_list_rows", 0),
+            cleanup.get("rows_left_behind", 0),
+            "admin cleanup removes them",
+        ],
     ]
 
 
 def render_comparison(rows: list[list]) -> str:
     return "GROUND TRUTH (the sandbox counted) vs DETECTED (the tool saw through the API)\n" + tabulate(
-        rows, ["", "ground truth", "detected", "how"], tablefmt="simple", disable_numparse=True)
+        rows, ["", "ground truth", "detected", "how"], tablefmt="simple", disable_numparse=True
+    )

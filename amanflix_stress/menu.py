@@ -1,4 +1,5 @@
 """The interactive menu (the seed's run_test.sh): pick a profile or a custom test, confirm, get the run's flags."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,12 @@ def profile_rows() -> list[dict]:
     for entry in list_profiles():
         try:
             resolved = load_profile(Path(entry["path"]))
-            entry |= {"users": resolved["load"]["users"], "duration": resolved["load"]["duration"],
-                      "kind": resolved["behaviour"]["kind"], "base_url": resolved["target"]["base_url"]}
+            entry |= {
+                "users": resolved["load"]["users"],
+                "duration": resolved["load"]["duration"],
+                "kind": resolved["behaviour"]["kind"],
+                "base_url": resolved["target"]["base_url"],
+            }
         except StressError as exc:
             entry |= {"users": "-", "duration": "-", "kind": "-", "purpose": f"INVALID: {exc}"}
         rows.append(entry)
@@ -55,8 +60,12 @@ def profile_rows() -> list[dict]:
 def render_profiles(rows: list[dict] | None = None) -> str:
     rows = profile_rows() if rows is None else rows
     table = [[r["name"], r["users"], r["duration"], r["kind"], r["source"], r["purpose"]] for r in rows]
-    return tabulate(table, ["profile", "users", "duration", "behaviour", "from", "purpose"], tablefmt="simple",
-                    disable_numparse=True)
+    return tabulate(
+        table,
+        ["profile", "users", "duration", "behaviour", "from", "purpose"],
+        tablefmt="simple",
+        disable_numparse=True,
+    )
 
 
 class Menu:
@@ -85,7 +94,7 @@ class Menu:
         state = load_state()
         default_url = state.get("base_url") or choice.get("base_url") or "http://127.0.0.1:5001"
         base_url = self.prompt("Base URL", default_url, check=parse_base_url)
-        argv = ["run", "--profile", choice["name"], "--base-url", base_url] + choice.get("overrides", [])
+        argv = ["run", "--profile", choice["name"], "--base-url", base_url, *choice.get("overrides", [])]
         self.summary(choice, base_url, argv)
         if not self.yes_no("Run it?", True):
             self.say("no test run")
@@ -96,7 +105,9 @@ class Menu:
     def choose(self, rows: list[dict]) -> dict | None:
         self.say("Amanflix stress tests\n")
         for number, row in enumerate(rows, 1):
-            self.say(f"  {number}) {row['name']:<11} {row['users']:>4} users {row['duration']:>5}  {row['purpose']}")
+            self.say(
+                f"  {number}) {row['name']:<11} {row['users']:>4} users {row['duration']:>5}  {row['purpose']}"
+            )
         self.say("  c) custom test: you choose users, duration and focus")
         self.say("  q) quit\n")
         while True:
@@ -115,9 +126,14 @@ class Menu:
         duration = self.prompt("Duration (90s, 10m, 1h)", "5m", check=parse_duration_s)
         focus = self.yes_no("Focus on watch-history writes (database stress)?", False)
         base = next((r for r in rows if r["name"] == CUSTOM_BASE[focus]), {})
-        return {**base, "name": CUSTOM_BASE[focus], "users": users, "duration": duration,
-                "purpose": f"custom test based on {CUSTOM_BASE[focus]}",
-                "overrides": ["--users", users, "--duration", duration]}
+        return {
+            **base,
+            "name": CUSTOM_BASE[focus],
+            "users": users,
+            "duration": duration,
+            "purpose": f"custom test based on {CUSTOM_BASE[focus]}",
+            "overrides": ["--users", users, "--duration", duration],
+        }
 
     def prompt(self, question: str, default: str, check) -> str:
         """Ask until check(answer) accepts it; Enter takes the default."""
@@ -140,9 +156,13 @@ class Menu:
 
     def summary(self, choice: dict, base_url: str, argv: list[str]) -> None:
         self.say("\nAbout to run:")
-        for label, value in (("profile", f"{choice['name']} ({choice['purpose']})"), ("base URL", base_url),
-                             ("users", choice["users"]), ("duration", choice["duration"]),
-                             ("command", "amanflix-stress " + shlex.join(argv))):
+        for label, value in (
+            ("profile", f"{choice['name']} ({choice['purpose']})"),
+            ("base URL", base_url),
+            ("users", choice["users"]),
+            ("duration", choice["duration"]),
+            ("command", "amanflix-stress " + shlex.join(argv)),
+        ):
             self.say(f"  {label:<9} {value}")
 
 

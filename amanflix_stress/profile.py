@@ -1,13 +1,15 @@
 """Profiles: TOML files of run settings, validated key by key and resolved with the flags into a RunPlan."""
+
 from __future__ import annotations
 
 import copy
 import difflib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import tomllib
@@ -20,10 +22,13 @@ from amanflix_stress.units import parse_duration_s
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 # each behaviour kind a profile can name -> the User class that runs it
-BEHAVIOUR_PATHS = {"http": "amanflix_stress.engine.user:HttpListUser",
-                   "amanflix": "amanflix_stress.amanflix.journeys:AmanflixUser"}
-USER_PROFILE_DIR = Path(os.environ.get("AMANFLIX_STRESS_PROFILES", Path.home() / ".config" / "amanflix-stress"))
-
+BEHAVIOUR_PATHS = {
+    "http": "amanflix_stress.engine.user:HttpListUser",
+    "amanflix": "amanflix_stress.amanflix.journeys:AmanflixUser",
+}
+USER_PROFILE_DIR = Path(
+    os.environ.get("AMANFLIX_STRESS_PROFILES", Path.home() / ".config" / "amanflix-stress")
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,17 @@ class Option:
 
 def number(low: float | None = None, high: float | None = None, integer: bool = False) -> Callable:
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int))
+        ):
             raise ValueError(f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
             raise ValueError(f"expected a value {bounds}, got {value!r}")
         return value
+
     return check
 
 
@@ -51,6 +61,7 @@ def text(choices: tuple[str, ...] | None = None) -> Callable:
         if not isinstance(value, str) or (choices and value not in choices):
             raise ValueError(f"expected one of {', '.join(choices)}" if choices else "expected a string")
         return value
+
     return check
 
 
@@ -66,8 +77,12 @@ def url(value):
 
 
 def span(value):
-    if (not isinstance(value, list) or len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                               or v < 0 for v in value) or value[0] > value[1]):
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value)
+        or value[0] > value[1]
+    ):
         raise ValueError(f"expected [low, high] seconds with 0 <= low <= high, got {value!r}")
     return [float(v) for v in value]
 
@@ -83,7 +98,7 @@ def rate_stages(value):
         raise ValueError('expected [[duration, rate], ...], e.g. [["30s", 50], ["2m", 200]]')
     for stage_duration, stage_rate in value:
         if not isinstance(stage_duration, str):
-            raise ValueError(f"stage duration {stage_duration!r}: write it with a unit, e.g. \"30s\"")
+            raise ValueError(f'stage duration {stage_duration!r}: write it with a unit, e.g. "30s"')
         parse_duration_s(stage_duration)
         number(0, 1_000_000)(stage_rate)
     return value
@@ -102,8 +117,12 @@ def request_list(value):
     return value
 
 
-ENDPOINT_LIMITS = {"p95_ms": number(0, None), "p99_ms": number(0, None), "error_rate": number(0, 1),
-                   "min_rps": number(0, None)}
+ENDPOINT_LIMITS = {
+    "p95_ms": number(0, None),
+    "p99_ms": number(0, None),
+    "error_rate": number(0, 1),
+    "min_rps": number(0, None),
+}
 
 
 class NestedValueError(ValueError):
@@ -133,7 +152,9 @@ def endpoint_limits(value) -> dict:
     for name, limits in value.items():
         for key, limit in limits.items():
             if key not in ENDPOINT_LIMITS:
-                raise NestedValueError(f'"{name}"', f"unknown key {key!r}; allowed keys: {', '.join(ENDPOINT_LIMITS)}")
+                raise NestedValueError(
+                    f'"{name}"', f"unknown key {key!r}; allowed keys: {', '.join(ENDPOINT_LIMITS)}"
+                )
             try:
                 ENDPOINT_LIMITS[key](limit)
             except ValueError as exc:
@@ -153,21 +174,33 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "spawn_rate": Option(number(0.01, 100_000), 10.0, "users started per second during the ramp"),
         "workers": Option(number(1, 1024, integer=True), os.cpu_count() or 1, "worker processes"),
         "max_concurrent": Option(number(0, 100_000, integer=True), 0, "cap on requests in flight, 0 = none"),
-        "seed": Option(number(0, None, integer=True), 1, "seed of every random choice: a run is reproducible"),
+        "seed": Option(
+            number(0, None, integer=True), 1, "seed of every random choice: a run is reproducible"
+        ),
         "interval_s": Option(number(0.5, 3600), 5.0, "time-series interval, seconds"),
-        "rate": Option(number(0, 1_000_000), 0.0, "open model: arrivals per second, whatever the replies do (0 = "
-                       "closed model: users think between requests)"),
-        "stages": Option(rate_stages, [], "open model ramp: [[duration, rate], ...] from `rate`; the run lasts "
-                         "their total"),
+        "rate": Option(
+            number(0, 1_000_000),
+            0.0,
+            "open model: arrivals per second, whatever the replies do (0 = "
+            "closed model: users think between requests)",
+        ),
+        "stages": Option(
+            rate_stages, [], "open model ramp: [[duration, rate], ...] from `rate`; the run lasts their total"
+        ),
     },
     "behaviour": {
-        "kind": Option(text(("http", "amanflix")), "amanflix",
-                       "amanflix: the journeys; http: the [[requests]] list (the default when the profile has one)"),
+        "kind": Option(
+            text(("http", "amanflix")),
+            "amanflix",
+            "amanflix: the journeys; http: the [[requests]] list (the default when the profile has one)",
+        ),
         "think_time_s": Option(span, [0.5, 1.5], "[low, high] pause between a user's actions, seconds"),
         "setup_concurrency": Option(number(1, 1000, integer=True), 8, "user setups in flight per worker"),
     },
     "journeys": {
-        "read_share": Option(number(0, 1), 0.7, "share of a user's actions that are reads (the rest are writes)"),
+        "read_share": Option(
+            number(0, 1), 0.7, "share of a user's actions that are reads (the rest are writes)"
+        ),
         "watch_history_share": Option(number(0, 1), 0.8, "share of writes that are watch-history updates"),
         "mylist_share": Option(number(0, 1), 0.15, "share of writes that add, remove or check my-list items"),
         "profile_update_share": Option(number(0, 1), 0.05, "share of writes that update the profile"),
@@ -184,32 +217,57 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "detection": {
         "readback_share": Option(number(0, 1), 0.2, "share of acknowledged writes read back to verify them"),
-        "lock_wait_s": Option(number(0, 600), 5.0, "the server's SQLite busy timeout: writes this slow waited on a lock"),
-        "lock_wait_tolerance_s": Option(number(0, 60), 0.6, "how close to lock_wait_s counts as the lock-wait signature"),
+        "lock_wait_s": Option(
+            number(0, 600), 5.0, "the server's SQLite busy timeout: writes this slow waited on a lock"
+        ),
+        "lock_wait_tolerance_s": Option(
+            number(0, 60), 0.6, "how close to lock_wait_s counts as the lock-wait signature"
+        ),
         "verify_at_end": Option(boolean, True, "compare each user's last acknowledged write with the server"),
     },
     "accounts": {
         "prefix": Option(text(), "amfx", "test account names start with this, then the run id"),
-        "setup_retries": Option(number(0, 10, integer=True), 2, "retries of registration and catalog calls only"),
+        "setup_retries": Option(
+            number(0, 10, integer=True), 2, "retries of registration and catalog calls only"
+        ),
         "cleanup": Option(boolean, True, "delete every account the run created at the end"),
-        "admin_username_env": Option(text(), "AMANFLIX_ADMIN_USER", "environment variable holding the admin name"),
-        "admin_password_env": Option(text(), "AMANFLIX_ADMIN_PASSWORD", "environment variable holding its password"),
+        "admin_username_env": Option(
+            text(), "AMANFLIX_ADMIN_USER", "environment variable holding the admin name"
+        ),
+        "admin_password_env": Option(
+            text(), "AMANFLIX_ADMIN_PASSWORD", "environment variable holding its password"
+        ),
     },
     "reporting": {
-        "report_dir": Option(text(), "", "put each run in a timestamped folder here ('' = a single JSON report)"),
-        "keep": Option(number(0, 100_000, integer=True), 0, "run folders kept in report_dir, newest first (0 = all)"),
-        "html": Option(boolean, True, "write report.html in the run folder (needs the html extra: matplotlib)"),
+        "report_dir": Option(
+            text(), "", "put each run in a timestamped folder here ('' = a single JSON report)"
+        ),
+        "keep": Option(
+            number(0, 100_000, integer=True), 0, "run folders kept in report_dir, newest first (0 = all)"
+        ),
+        "html": Option(
+            boolean, True, "write report.html in the run folder (needs the html extra: matplotlib)"
+        ),
         "junit": Option(text(), "", "write JUnit XML here, one test case per threshold ('' = none)"),
-        "baseline": Option(text(), "", "compare with: '' nothing, 'previous' run in report_dir, or a report.json"),
-        "regression_pct": Option(number(0, 100_000), 25.0, "an endpoint whose p95 grew by more than this % regressed"),
+        "baseline": Option(
+            text(), "", "compare with: '' nothing, 'previous' run in report_dir, or a report.json"
+        ),
+        "regression_pct": Option(
+            number(0, 100_000), 25.0, "an endpoint whose p95 grew by more than this % regressed"
+        ),
     },
     "thresholds": {
         "error_rate": Option(number(0, 1), None, "largest allowed share of failed requests (exit 1 above)"),
         "p95_ms": Option(number(0, None), None, "largest allowed P95 latency of all requests, ms"),
         "p99_ms": Option(number(0, None), None, "largest allowed P99 latency of all requests, ms"),
-        "min_throughput_rps": Option(number(0, None), None, "smallest allowed throughput of the run, requests/s"),
-        "error_classes": Option(class_limits, {}, "largest allowed share of requests per error class, "
-                                "e.g. { lost_update = 0, db_locked = 0.01 }"),
+        "min_throughput_rps": Option(
+            number(0, None), None, "smallest allowed throughput of the run, requests/s"
+        ),
+        "error_classes": Option(
+            class_limits,
+            {},
+            "largest allowed share of requests per error class, e.g. { lost_update = 0, db_locked = 0.01 }",
+        ),
         "endpoints": Option(endpoint_limits, {}, "per endpoint: p95_ms, p99_ms, error_rate, min_rps"),
     },
 }
@@ -217,7 +275,10 @@ LIST_SECTIONS = {"requests": request_list}
 
 
 def defaults() -> dict:
-    return {section: {k: copy.deepcopy(o.default) for k, o in options.items()} for section, options in SCHEMA.items()}
+    return {
+        section: {k: copy.deepcopy(o.default) for k, o in options.items()}
+        for section, options in SCHEMA.items()
+    }
 
 
 def find_profile(name_or_path: str) -> Path:
@@ -226,8 +287,10 @@ def find_profile(name_or_path: str) -> Path:
     if candidate.suffix == ".toml" or os.sep in name_or_path:
         if candidate.is_file():
             return candidate
-        raise UsageError(f"--profile: no file {name_or_path}; give a path to a .toml file or a name from "
-                         "'amanflix-stress profiles'")
+        raise UsageError(
+            f"--profile: no file {name_or_path}; give a path to a .toml file or a name from "
+            "'amanflix-stress profiles'"
+        )
     for folder in (USER_PROFILE_DIR, PROFILE_DIR):
         path = folder / f"{name_or_path}.toml"
         if path.is_file():
@@ -273,16 +336,20 @@ def check_together(resolved: dict, where: str) -> None:
     """Values each fine alone but impossible together."""
     total = sum(resolved["journeys"][k] for k in WRITE_SHARES)
     if total > 1 + 1e-9:
-        raise UsageError(f"{where}: [journeys] {' + '.join(WRITE_SHARES)} = {total:g}: these split the writes, "
-                         "so they must add up to at most 1")
+        raise UsageError(
+            f"{where}: [journeys] {' + '.join(WRITE_SHARES)} = {total:g}: these split the writes, "
+            "so they must add up to at most 1"
+        )
 
 
 def check_option(section: str, key: str, value, where: str):
     option = SCHEMA[section].get(key)
     if option is None:
         allowed = ", ".join(sorted(SCHEMA[section]))
-        raise UsageError(f"{where}: [{section}] unknown key {key!r}{did_you_mean(key, SCHEMA[section])}; "
-                         f"allowed keys: {allowed}")
+        raise UsageError(
+            f"{where}: [{section}] unknown key {key!r}{did_you_mean(key, SCHEMA[section])}; "
+            f"allowed keys: {allowed}"
+        )
     try:
         return option.check(value)
     except NestedValueError as exc:
@@ -321,6 +388,8 @@ def list_profiles() -> list[dict]:
     found: dict[str, dict] = {}
     for folder, source in ((USER_PROFILE_DIR, "user"), (PROFILE_DIR, "shipped")):
         for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:
-            found.setdefault(path.stem, {"name": path.stem, "path": str(path), "source": source,
-                                         "purpose": profile_purpose(path)})
+            found.setdefault(
+                path.stem,
+                {"name": path.stem, "path": str(path), "source": source, "purpose": profile_purpose(path)},
+            )
     return sorted(found.values(), key=lambda row: row["name"])

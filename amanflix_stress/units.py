@@ -1,4 +1,5 @@
 """Units a person types: durations such as 90s, 10m or 1h, turned into seconds."""
+
 from __future__ import annotations
 
 import re

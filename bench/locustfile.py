@@ -1,4 +1,5 @@
 """Locust users for the benchmark: the same GET / loop as ours, no wait, HttpUser or FastHttpUser by env."""
+
 import os
 
 from locust import HttpUser, constant, task

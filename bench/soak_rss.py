@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/soak_rss.py [MINUTES]   (default 60; loopback only; writes bench/soak_rss.json)
 """
+
 import json
 import os
 import sys
@@ -22,16 +23,34 @@ def main() -> int:
     target = start_delay_target(everything, DELAY_MS, os.path.join(folder, "timings.json"))
     rss: list = []
     try:
-        report = run_ours(folder, target.url, everything, "--users", str(USERS), "--workers", "1",
-                          "--duration", f"{minutes}m", "--spawn-rate", "1000", rss=rss, timeout_s=minutes * 60 + 300)
+        report = run_ours(
+            folder,
+            target.url,
+            everything,
+            "--users",
+            str(USERS),
+            "--workers",
+            "1",
+            "--duration",
+            f"{minutes}m",
+            "--spawn-rate",
+            "1000",
+            rss=rss,
+            timeout_s=minutes * 60 + 300,
+        )
     finally:
         target.stop()
     warm = [mb for s, mb in rss if s >= WARMUP_S]
-    result = {"minutes": minutes, "requests": report["totals"]["requests"],
-              "rps": report["totals"]["throughput_rps"], "rss_mb_first_after_warmup": warm[0] if warm else None,
-              "rss_mb_last": warm[-1] if warm else None, "rss_mb_max": max(warm) if warm else None,
-              "growth_after_warmup_mb": round(warm[-1] - warm[0], 1) if len(warm) > 1 else None,
-              "rss_mb_every_minute": rss[::60]}
+    result = {
+        "minutes": minutes,
+        "requests": report["totals"]["requests"],
+        "rps": report["totals"]["throughput_rps"],
+        "rss_mb_first_after_warmup": warm[0] if warm else None,
+        "rss_mb_last": warm[-1] if warm else None,
+        "rss_mb_max": max(warm) if warm else None,
+        "growth_after_warmup_mb": round(warm[-1] - warm[0], 1) if len(warm) > 1 else None,
+        "rss_mb_every_minute": rss[::60],
+    }
     (BENCH / "soak_rss.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "rss_mb_every_minute"}, indent=2))
     return 0

@@ -1,4 +1,5 @@
 """Benchmark targets on loopback: nginx (else a raw asyncio server) and a fixed-delay server that times itself."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,10 @@ import time
 from pathlib import Path
 
 BODY = b'{"ok": true}'
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: keep-alive\r\n\r\n%s" % (len(BODY), BODY))
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Connection: keep-alive\r\n\r\n%s" % (len(BODY), BODY)
+)
 NGINX_CONF = """daemon off;
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -58,7 +61,9 @@ def wait_listening(port: int, timeout_s: float = 10.0) -> None:
 class Target:
     """A target process on loopback, pinned to the given cores; stop() ends it."""
 
-    def __init__(self, name: str, argv: list[str], port: int, cores: set[int], workdir: str | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], port: int, cores: set[int], workdir: str | None = None
+    ) -> None:
         self.name, self.port, self.workdir = name, port, workdir
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         pin(self.proc.pid, cores)
@@ -114,7 +119,7 @@ class FastProtocol(asyncio.Protocol):
         self.buffer += data
         heads = self.buffer.count(b"\r\n\r\n")
         if heads:
-            self.buffer = self.buffer[self.buffer.rfind(b"\r\n\r\n") + 4:]
+            self.buffer = self.buffer[self.buffer.rfind(b"\r\n\r\n") + 4 :]
             self.transport.write(RESPONSE * heads)
 
 

@@ -1,4 +1,5 @@
 """Test helpers: run the real CLI in a subprocess and find its worker processes."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ SCRIPT = ROOT / "bin" / "amanflix-stress"
 
 def start_cli(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
 
 
 def worker_pids(parent_pid: int) -> list[int]:

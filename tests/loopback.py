@@ -1,4 +1,5 @@
 """A tiny threaded HTTP server on 127.0.0.1, port 0, that counts what it served: the engine tests' target."""
+
 from __future__ import annotations
 
 import socket

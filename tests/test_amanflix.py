@@ -1,17 +1,18 @@
 """The Amanflix users against the sandbox: what the tool detects matches what really happened."""
+
 import signal
 import sqlite3
 import threading
 import time
 
 import pytest
+from helpers import read_report, start_cli
 
 from amanflix_stress.amanflix.api import AmanflixApi
+from amanflix_stress.amanflix.journeys import phantom_check
 from amanflix_stress.cli import main
 from amanflix_stress.engine.client import HttpClient
-from amanflix_stress.amanflix.journeys import phantom_check
 from amanflix_stress.sandbox import SandboxConfig, start_sandbox
-from helpers import read_report, start_cli
 
 pytestmark = pytest.mark.slow
 FAST_HASH = 1000
@@ -23,20 +24,44 @@ def admin_env(monkeypatch):
     def use(srv):
         monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
         monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
+
     return use
 
 
 def run_against(srv, tmp_path, *flags, users="24", duration="6s"):
     report = tmp_path / "report.json"
-    code = main(["run", "--amanflix", "--base-url", srv.url, "--users", users, "--duration", duration,
-                 "--spawn-rate", "100", "--workers", "2", "--report-json", str(report), "--quiet", *flags])
+    code = main(
+        [
+            "run",
+            "--amanflix",
+            "--base-url",
+            srv.url,
+            "--users",
+            users,
+            "--duration",
+            duration,
+            "--spawn-rate",
+            "100",
+            "--workers",
+            "2",
+            "--report-json",
+            str(report),
+            "--quiet",
+            *flags,
+        ]
+    )
     return code, read_report(report)
 
 
 def detected_watch_losses(report) -> int:
     groups = report["errors"] + report["teardown"]["errors"]
-    return sum(n for g in groups if g["class"] in ("lost_update", "lost_insert", "lost_write")
-               for name, n in g["endpoints"].items() if "watch-history" in name)
+    return sum(
+        n
+        for g in groups
+        if g["class"] in ("lost_update", "lost_insert", "lost_write")
+        for name, n in g["endpoints"].items()
+        if "watch-history" in name
+    )
 
 
 BURSTY = """# test: two-device accounts writing the same titles in bursts
@@ -55,8 +80,16 @@ def test_upstream_burst_detection_matches_the_ground_truth(tmp_path, admin_env):
     with start_sandbox(SandboxConfig(mode="upstream", busy_timeout_s=0.3, hash_iterations=FAST_HASH)) as srv:
         admin_env(srv)
         # a second connection holds the write lock now and then, so the run surely meets locks
-        code, report = run_against(srv, tmp_path, "--profile", str(profile), "--hold-lock", srv.db_path,
-                                   "--hold-lock-schedule", "1s/3s")
+        _code, report = run_against(
+            srv,
+            tmp_path,
+            "--profile",
+            str(profile),
+            "--hold-lock",
+            srv.db_path,
+            "--hold-lock-schedule",
+            "1s/3s",
+        )
         truth = srv.truth()
     lost_truth = truth["lost_writes_by_endpoint"].get(WATCH_UPDATE, 0)
     assert lost_truth > 0, "the sandbox should have lost writes under this load"
@@ -84,8 +117,17 @@ def test_fixed_mode_under_the_same_load_reports_no_lock_issues(tmp_path, admin_e
 def test_every_held_lock_window_shows_up(tmp_path, admin_env):
     with start_sandbox(SandboxConfig(mode="upstream", busy_timeout_s=0.5, hash_iterations=FAST_HASH)) as srv:
         admin_env(srv)
-        code, report = run_against(srv, tmp_path, "--focus-watch-history", "--hold-lock", srv.db_path,
-                                   "--hold-lock-schedule", "1.5s/4s", users="12", duration="9s")
+        _code, report = run_against(
+            srv,
+            tmp_path,
+            "--focus-watch-history",
+            "--hold-lock",
+            srv.db_path,
+            "--hold-lock-schedule",
+            "1.5s/4s",
+            users="12",
+            duration="9s",
+        )
     held = report["hold_lock"]
     assert len(held["windows"]) == 2
     assert held["windows_detected"] == len(held["windows"])
@@ -104,7 +146,7 @@ def test_cleanup_leaves_zero_test_users(tmp_path, admin_env, mode):
     with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
         if mode == "admin":
             admin_env(srv)
-        code, report = run_against(srv, tmp_path, users="6", duration="2s")
+        _code, report = run_against(srv, tmp_path, users="6", duration="2s")
         truth = srv.truth()
     cleanup = report["amanflix"]["cleanup"]
     assert truth["users_in_db"] == 0
@@ -115,8 +157,22 @@ def test_cleanup_leaves_zero_test_users(tmp_path, admin_env, mode):
 def test_an_interrupted_run_still_cleans_up(tmp_path):
     with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
         report = tmp_path / "r.json"
-        proc = start_cli("run", "--amanflix", "--base-url", srv.url, "--users", "4", "--duration", "60s",
-                         "--workers", "1", "--spawn-rate", "100", "--report-json", str(report))
+        proc = start_cli(
+            "run",
+            "--amanflix",
+            "--base-url",
+            srv.url,
+            "--users",
+            "4",
+            "--duration",
+            "60s",
+            "--workers",
+            "1",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+        )
         try:
             wait_until_measuring(proc, srv)
             proc.send_signal(signal.SIGTERM)
@@ -145,6 +201,7 @@ def wait_until_registered(srv, accounts: int):
                 done.set()
                 return
             done.wait(0.05)
+
     threading.Thread(target=poll, daemon=True).start()
     assert done.wait(60)
 
@@ -190,11 +247,12 @@ def test_a_registration_under_a_lock_is_a_phantom(tmp_path):
 def make_user(srv, tmp_path, **journeys):
     """One AmanflixUser wired as a worker wires it, against a sandbox."""
     import random
-    from amanflix_stress.cli import plan_from_profile
+
     from amanflix_stress.amanflix.journeys import AmanflixUser
-    from amanflix_stress.profile import defaults
     from amanflix_stress.amanflix.run_hooks import prepare_run
+    from amanflix_stress.cli import plan_from_profile
     from amanflix_stress.engine.user import UserContext
+    from amanflix_stress.profile import defaults
 
     profile = defaults()
     profile["behaviour"]["kind"] = "amanflix"
@@ -202,16 +260,32 @@ def make_user(srv, tmp_path, **journeys):
     profile["journeys"].update(journeys)
     plan = plan_from_profile(profile, str(tmp_path / "r.json"))
     samples = []
-    ctx = UserContext(index=0, worker_id=0, run_id=plan.run_id, base_url=srv.url, settings=plan.settings,
-                      shared=prepare_run(plan), stop=threading.Event(), rng=random.Random(1),
-                      new_client=lambda: HttpClient(srv.url, 0, samples.append, timeout_s=10, connect_timeout_s=2))
+    ctx = UserContext(
+        index=0,
+        worker_id=0,
+        run_id=plan.run_id,
+        base_url=srv.url,
+        settings=plan.settings,
+        shared=prepare_run(plan),
+        stop=threading.Event(),
+        rng=random.Random(1),
+        new_client=lambda: HttpClient(srv.url, 0, samples.append, timeout_s=10, connect_timeout_s=2),
+    )
     return AmanflixUser(ctx), samples
 
 
 def test_a_blacklisted_token_makes_the_user_log_in_again(tmp_path):
     with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=FAST_HASH)) as srv:
-        user, samples = make_user(srv, tmp_path, read_share=0.0, watch_history_share=1.0, mylist_share=0.0,
-                                  profile_update_share=0.0, heartbeat_every_s=0.0, dual_session_share=0.0)
+        user, samples = make_user(
+            srv,
+            tmp_path,
+            read_share=0.0,
+            watch_history_share=1.0,
+            mylist_share=0.0,
+            profile_update_share=0.0,
+            heartbeat_every_s=0.0,
+            dual_session_share=0.0,
+        )
         user.ctx.settings["think_time_s"] = [0.0, 0.0]
         assert user.setup()
         session = user.sessions[0]
@@ -228,8 +302,21 @@ def test_ctrl_c_during_registration_stops_promptly_and_cleans_up(tmp_path):
     # a slow password hash makes registration the long part of the run, as on the real server
     with start_sandbox(SandboxConfig(mode="fixed", hash_iterations=1_000_000)) as srv:
         report = tmp_path / "r.json"
-        proc = start_cli("run", "--base-url", srv.url, "--users", "40", "--duration", "60s", "--workers", "1",
-                         "--spawn-rate", "100", "--report-json", str(report))
+        proc = start_cli(
+            "run",
+            "--base-url",
+            srv.url,
+            "--users",
+            "40",
+            "--duration",
+            "60s",
+            "--workers",
+            "1",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+        )
         try:
             wait_until_registered(srv, 3)
             proc.send_signal(signal.SIGINT)

@@ -1,7 +1,7 @@
 import pytest
+from helpers import free_port
 
 from amanflix_stress.engine.client import HttpClient, parse_base_url
-from helpers import free_port
 
 
 def make_client(url, samples, timeout_s=2.0):
@@ -46,7 +46,9 @@ def test_connection_refused_is_a_connect_error():
 
 def test_a_check_can_fail_a_200(server):
     samples = []
-    make_client(server.url, samples).call("GET /ok", "GET", "/ok", check=lambda r: ("lost_update", "stale echo"))
+    make_client(server.url, samples).call(
+        "GET /ok", "GET", "/ok", check=lambda r: ("lost_update", "stale echo")
+    )
     assert samples[0].error == "lost_update" and samples[0].message == "stale echo"
 
 
@@ -80,11 +82,32 @@ def tls_server(tmp_path, monkeypatch):
     """The counting server behind TLS with a throwaway certificate for 127.0.0.1 that this test trusts."""
     import ssl
     import subprocess
+
     from loopback import CountingServer
+
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read when the client builds its default TLS context
     with CountingServer() as srv:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -1,4 +1,5 @@
 """Scale-out on Dask: real LocalCluster worker processes on loopback, the counting server as the target."""
+
 import os
 import pickle
 import signal
@@ -7,21 +8,32 @@ import uuid
 
 import numpy as np
 import pytest
+from helpers import fast_profile, free_port, read_report, start_cli
 
-from amanflix_stress.engine import cluster, histogram
 from amanflix_stress.cli import main
+from amanflix_stress.engine import cluster, histogram
 from amanflix_stress.engine.cluster import DaskCoordinator, parse_address, run_share, share_caps
 from amanflix_stress.engine.coordinator import RunPlan, worker_shares
 from amanflix_stress.errors import UsageError
-from helpers import fast_profile, free_port, read_report, start_cli
 
 needs_dask = pytest.mark.skipif(cluster.distributed is None, reason="the cluster extra is not installed")
 
 
 def http_plan(server, path="/ok", **overrides) -> RunPlan:
     settings = {"requests": [{"name": "GET /ok", "method": "GET", "path": path}], "think_time_s": [0.0, 0.01]}
-    return RunPlan(**{"base_url": server.url, "users": 4, "workers": 2, "duration_s": 2.0, "spawn_rate": 100.0,
-                      "interval_s": 1.0, "timeout_s": 2.0, "settings": settings, **overrides})
+    return RunPlan(
+        **{
+            "base_url": server.url,
+            "users": 4,
+            "workers": 2,
+            "duration_s": 2.0,
+            "spawn_rate": 100.0,
+            "interval_s": 1.0,
+            "timeout_s": 2.0,
+            "settings": settings,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +46,19 @@ def dask_cluster():
 
 @pytest.fixture
 def client(dask_cluster):
-    address, client = dask_cluster
+    _address, client = dask_cluster
     client.wait_for_workers(2, timeout=30)  # a worker a previous test killed is back
     return client
 
 
-@pytest.mark.parametrize("address, parsed", [("local:2", ("local", 2)),
-                                              ("tcp://127.0.0.5:8786", ("remote", "tcp://127.0.0.5:8786")),
-                                              ("tls://sched.lan:8786", ("remote", "tls://sched.lan:8786"))])
+@pytest.mark.parametrize(
+    "address, parsed",
+    [
+        ("local:2", ("local", 2)),
+        ("tcp://127.0.0.5:8786", ("remote", "tcp://127.0.0.5:8786")),
+        ("tls://sched.lan:8786", ("remote", "tls://sched.lan:8786")),
+    ],
+)
 def test_cluster_addresses_are_understood(address, parsed):
     assert parse_address(address) == parsed
 
@@ -71,7 +88,9 @@ def test_without_dask_the_cluster_flag_says_how_to_install_it(monkeypatch, tmp_p
 def test_an_unreachable_scheduler_is_one_line_and_exit_3(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1.0)
     port = free_port()
-    assert main(["run", "--cluster", f"tcp://127.0.0.1:{port}", "--report-json", str(tmp_path / "r.json")]) == 3
+    assert (
+        main(["run", "--cluster", f"tcp://127.0.0.1:{port}", "--report-json", str(tmp_path / "r.json")]) == 3
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "dask scheduler" in err and "Traceback" not in err
 
@@ -80,8 +99,24 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3(monkeypatch, tmp_path, 
 @pytest.mark.slow
 def test_a_local_cluster_run_reports_exactly_what_the_server_counted(tmp_path, server, capsys):
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", fast_profile(tmp_path, server), "--cluster", "local:2", "--users", "4",
-                 "--duration", "2s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            fast_profile(tmp_path, server),
+            "--cluster",
+            "local:2",
+            "--users",
+            "4",
+            "--duration",
+            "2s",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     assert code == 0
     data = read_report(report)
     assert data["totals"]["requests"] == server.counts["/ok"] > 50
@@ -133,11 +168,17 @@ def test_stop_at_the_deadline_is_prompt(client, server):
 def test_a_share_started_without_its_ticket_is_refused_and_sends_no_load(client, server):
     prefix = f"test-refused-{uuid.uuid4().hex[:8]}"
     share = worker_shares(http_plan(server, users=1, workers=1), {})[0]
-    spec = {"results": f"{prefix}-results", "claim": f"{prefix}-claim", "stop": f"{prefix}-stop",
-            "go": f"{prefix}-go", "max_concurrent": 0, "go_timeout_s": 5.0}
+    spec = {
+        "results": f"{prefix}-results",
+        "claim": f"{prefix}-claim",
+        "stop": f"{prefix}-stop",
+        "go": f"{prefix}-go",
+        "max_concurrent": 0,
+        "go_timeout_s": 5.0,
+    }
     results = cluster.distributed.Queue(spec["results"], client=client)  # held, as the coordinator holds it
     assert client.submit(run_share, share, spec, pure=False).result(timeout=30) == "refused"
-    (kind, worker_id, note), = [pickle.loads(item) for item in results.get(batch=True)]
+    ((kind, worker_id, note),) = [pickle.loads(item) for item in results.get(batch=True)]
     results.close()
     assert (kind, worker_id) == ("crash", 0) and "not doubled" in note
     assert server.total() == 0
@@ -147,12 +188,23 @@ def test_a_share_started_without_its_ticket_is_refused_and_sends_no_load(client,
 @pytest.mark.slow
 def test_sigterm_reaches_every_remote_worker(dask_cluster, client, tmp_path, server):
     report = tmp_path / "r.json"
-    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
-                     "--duration", "60s", "--report-json", str(report))
+    proc = start_cli(
+        "run",
+        "--profile",
+        fast_profile(tmp_path, server),
+        "--cluster",
+        dask_cluster[0],
+        "--users",
+        "4",
+        "--duration",
+        "60s",
+        "--report-json",
+        str(report),
+    )
     try:
         assert server.first_load_request.wait(30)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)  # far below the 60 s each worker's own deadline would take
+        _out, err = proc.communicate(timeout=30)  # far below the 60 s each worker's own deadline would take
     finally:
         proc.kill()  # a no-op when it ended; no run left behind when it did not
     assert proc.returncode == 130, err
@@ -179,8 +231,24 @@ def test_a_killed_dask_worker_is_reported_with_its_users(dask_cluster, client, t
     victim = sorted(client.run(os.getpid).values())[0]
     killer = kill_when_loaded(server, victim)
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", fast_profile(tmp_path, server), "--cluster", dask_cluster[0], "--users", "4",
-                 "--duration", "4s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            fast_profile(tmp_path, server),
+            "--cluster",
+            dask_cluster[0],
+            "--users",
+            "4",
+            "--duration",
+            "4s",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     killer.join(5)
     assert code == 1
     data = read_report(report)

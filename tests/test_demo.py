@@ -1,4 +1,5 @@
 """`demo`: a sandbox child process, a run against it, and the ground truth beside what the tool saw."""
+
 import pytest
 
 from amanflix_stress import cli
@@ -9,13 +10,16 @@ pytestmark = pytest.mark.slow
 
 def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys):
     def shorter_run(argv):  # the demo's own flow, with a shorter run than the one-minute demo
-        return cli.command_run(cli.build_parser().parse_args(
-            argv + ["--duration", "10s", "--users", "10", "--hold-lock-schedule", "6s/9s", "--quiet"]))
+        return cli.command_run(
+            cli.build_parser().parse_args(
+                [*argv, "--duration", "10s", "--users", "10", "--hold-lock-schedule", "6s/9s", "--quiet"]
+            )
+        )
 
     assert run_demo(shorter_run) == 0
     out = capsys.readouterr().out
     assert "sandbox Amanflix (upstream mode, real SQLite)" in out
-    table = out[out.index("GROUND TRUTH"):]
+    table = out[out.index("GROUND TRUTH") :]
     rows = {line[:47].strip(): line[47:].split() for line in table.splitlines()[3:11]}
     truth, detected = rows["watch-history writes lost"][:2]
     assert int(truth) > 0 and detected == truth  # the held lock made real losses, and all were found

@@ -1,8 +1,15 @@
 """Generator self-health: lag and CPU figures from a worker's snapshots, and the degraded verdict."""
+
 import pytest
 
 from amanflix_stress.engine import health
-from amanflix_stress.engine.health import HealthMeter, WorkerHealth, degraded_reasons, health_report, verdict_note
+from amanflix_stress.engine.health import (
+    HealthMeter,
+    WorkerHealth,
+    degraded_reasons,
+    health_report,
+    verdict_note,
+)
 from amanflix_stress.output.report import render_health
 
 
@@ -58,11 +65,14 @@ def test_busy_share_is_the_open_model_pool_in_use():
     assert summary_of(*snapshots(0.1, [], busy=None, threads=8))["busy_share"] is None  # closed model
 
 
-@pytest.mark.parametrize("cpu, lags_s, degraded", [
-    (0.30, [0.001] * 100, False),
-    (0.95, [0.001] * 100, True),  # the worker's core was busy
-    (0.30, [0.001] * 90 + [0.2] * 10, True),  # threads woke late: its timings carry the delay
-])
+@pytest.mark.parametrize(
+    "cpu, lags_s, degraded",
+    [
+        (0.30, [0.001] * 100, False),
+        (0.95, [0.001] * 100, True),  # the worker's core was busy
+        (0.30, [0.001] * 90 + [0.2] * 10, True),  # threads woke late: its timings carry the delay
+    ],
+)
 def test_degraded_when_cpu_or_lag_passes_its_limit(cpu, lags_s, degraded):
     report = health_report([summary_of(*snapshots(cpu, lags_s))])
     assert report["degraded"] is degraded and bool(report["reasons"]) is degraded

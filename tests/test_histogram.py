@@ -1,5 +1,6 @@
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amanflix_stress.engine import histogram
 from amanflix_stress.engine.stats import PERCENTILES
@@ -53,5 +54,5 @@ def test_sparse_round_trip_is_exact():
 
 def test_values_beyond_range_land_in_the_top_slot_not_lost():
     hist = histogram.empty()
-    histogram.record(hist, [10 ** 10])
+    histogram.record(hist, [10**10])
     assert hist.sum() == 1

@@ -57,6 +57,9 @@ def test_imports_point_down(layer):
 
 
 def test_every_module_says_what_it_owns():
-    missing = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-               if not (ast.get_docstring(ast.parse(p.read_text())) or "").strip()]
+    missing = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if not (ast.get_docstring(ast.parse(p.read_text())) or "").strip()
+    ]
     assert not missing, f"modules without a docstring: {missing}"

@@ -1,4 +1,5 @@
 """The interactive menu, driven through a pseudo-terminal like a person at a keyboard."""
+
 import json
 import os
 import re
@@ -8,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import ROOT, SCRIPT
 
 READ_TIMEOUT_S = 30.0
@@ -19,8 +19,14 @@ class Terminal:
 
     def __init__(self, *args: str, env: dict) -> None:
         self.master, slave = os.openpty()
-        self.proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], stdin=slave, stdout=slave, stderr=slave,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT), **env}, close_fds=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            close_fds=True,
+        )
         os.close(slave)
         self.screen = ""
 
@@ -66,9 +72,11 @@ def menu_env(tmp_path):
     """A user profile directory with a one-second profile, and a fresh place to remember the base URL."""
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    (profiles / "tiny.toml").write_text('# Tiny: two users for one second on the counting server\n[load]\n'
-                                        'users = 2\nduration = "1s"\nworkers = 1\n[behaviour]\n'
-                                        'think_time_s = [0.0, 0.02]\n[[requests]]\nname = "GET /ok"\npath = "/ok"\n')
+    (profiles / "tiny.toml").write_text(
+        "# Tiny: two users for one second on the counting server\n[load]\n"
+        'users = 2\nduration = "1s"\nworkers = 1\n[behaviour]\n'
+        'think_time_s = [0.0, 0.02]\n[[requests]]\nname = "GET /ok"\npath = "/ok"\n'
+    )
     return {"AMANFLIX_STRESS_PROFILES": str(profiles), "AMANFLIX_STRESS_STATE": str(tmp_path / "state.json")}
 
 
@@ -83,7 +91,9 @@ def pick(term: Terminal, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_picking_a_profile_asks_the_url_shows_the_plan_runs_it_and_remembers_the_url(menu_env, server, tmp_path):
+def test_picking_a_profile_asks_the_url_shows_the_plan_runs_it_and_remembers_the_url(
+    menu_env, server, tmp_path
+):
     term = start(menu_env)
     try:
         for name in ("quick", "standard", "heavy", "db-stress", "stability", "soak", "smoke", "tiny"):
@@ -95,7 +105,9 @@ def test_picking_a_profile_asks_the_url_shows_the_plan_runs_it_and_remembers_the
         term.expect(r"is not an http:// or https:// URL.*\n.*Base URL \[")
         term.type(server.url)
         plan = term.expect(r"About to run:(?s:.*)Run it\? \[Y/n\]: ").group(0)
-        assert "tiny (Tiny: two users" in plan and f"--base-url {server.url}" in plan and "users     2" in plan
+        assert (
+            "tiny (Tiny: two users" in plan and f"--base-url {server.url}" in plan and "users     2" in plan
+        )
         term.type("")  # Enter accepts
         term.expect(r"ENDPOINTS")
         assert term.finish() == 0

@@ -1,11 +1,12 @@
 """End to end: --rate schedules arrivals whatever the replies do, and the report tells response from service time."""
+
 import os
 
 import pytest
-
-from amanflix_stress.engine import health
-from amanflix_stress.cli import main
 from helpers import read_report
+
+from amanflix_stress.cli import main
+from amanflix_stress.engine import health
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +34,18 @@ def run(tmp_path, profile, *flags):
 
 
 def test_every_scheduled_arrival_is_sent_once_and_think_time_is_skipped(tmp_path, server):
-    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "50", "--users", "6", "--workers", "2",
-                     "--duration", "2s")
+    code, data = run(
+        tmp_path,
+        delay_profile(tmp_path, server),
+        "--rate",
+        "50",
+        "--users",
+        "6",
+        "--workers",
+        "2",
+        "--duration",
+        "2s",
+    )
     model = data["load_model"]
     assert code == 0 and model["kind"] == "open" and model["arrivals_scheduled"] == 100
     # five-second think times would allow 6 requests; the schedule sent all 100
@@ -45,13 +56,25 @@ def test_every_scheduled_arrival_is_sent_once_and_think_time_is_skipped(tmp_path
     assert data["meta"]["latency_model"].startswith("open model")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     expected_cores = [cores[0], cores[1 % len(cores)]] if cores else [None, None]
-    assert [w["core"] for w in data["health"]["workers"]] == expected_cores  # each worker pinned to its own core
+    assert [
+        w["core"] for w in data["health"]["workers"]
+    ] == expected_cores  # each worker pinned to its own core
 
 
 def test_an_overloaded_pool_shows_queueing_in_response_time_not_service_time(tmp_path, server, capsys):
     # two threads on a 50 ms server serve 40 arrivals a second; 150 a second are scheduled
-    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "150", "--users", "2", "--workers", "1",
-                     "--duration", "2s")
+    _code, data = run(
+        tmp_path,
+        delay_profile(tmp_path, server),
+        "--rate",
+        "150",
+        "--users",
+        "2",
+        "--workers",
+        "1",
+        "--duration",
+        "2s",
+    )
     model, (row,) = data["load_model"], data["endpoints"]
     assert row["p99_ms"] < 150 and row["response_p99_ms"] > 500
     assert model["late"] > 0 and model["dropped"] > 0
@@ -70,9 +93,21 @@ def test_stages_ramp_the_rate_and_set_the_run_length(tmp_path, server):
 
 
 def test_a_generator_past_its_limits_is_marked_degraded_everywhere(tmp_path, server, monkeypatch, capsys):
-    monkeypatch.setattr(health, "LAG_LIMIT_MS", 0.0)  # any lag at all now counts as the generator's bottleneck
-    code, data = run(tmp_path, delay_profile(tmp_path, server), "--rate", "20", "--users", "2", "--workers", "1",
-                     "--duration", "1s")
+    monkeypatch.setattr(
+        health, "LAG_LIMIT_MS", 0.0
+    )  # any lag at all now counts as the generator's bottleneck
+    code, data = run(
+        tmp_path,
+        delay_profile(tmp_path, server),
+        "--rate",
+        "20",
+        "--users",
+        "2",
+        "--workers",
+        "1",
+        "--duration",
+        "1s",
+    )
     assert code == 0  # degraded marks the figures as suspect; thresholds alone decide the exit code
     assert data["health"]["degraded"] and "threads woke" in data["health"]["reasons"][0]
     assert data["verdict"]["degraded"] and "DEGRADED" in data["verdict"]["summary"]
@@ -81,16 +116,23 @@ def test_a_generator_past_its_limits_is_marked_degraded_everywhere(tmp_path, ser
 
 
 def test_a_closed_model_run_says_so_and_is_healthy_on_a_light_load(tmp_path, server):
-    code, data = run(tmp_path, delay_profile(tmp_path, server), "--users", "2", "--workers", "1", "--duration", "1s")
-    assert data["load_model"] == {"kind": "closed"} and data["meta"]["latency_model"].startswith("closed model")
+    _code, data = run(
+        tmp_path, delay_profile(tmp_path, server), "--users", "2", "--workers", "1", "--duration", "1s"
+    )
+    assert data["load_model"] == {"kind": "closed"} and data["meta"]["latency_model"].startswith(
+        "closed model"
+    )
     assert not data["health"]["degraded"] and data["health"]["workers"][0]["cpu_cores"] < 0.8
 
 
-@pytest.mark.parametrize("extra, named", [
-    ('[load]\nstages = [[30, 100]]\n', "write it with a unit"),
-    ('[load]\nstages = [["30s"]]\n', "[[duration, rate]"),
-    ('[load]\nrate = -1\n', "rate"),
-])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        ("[load]\nstages = [[30, 100]]\n", "write it with a unit"),
+        ('[load]\nstages = [["30s"]]\n', "[[duration, rate]"),
+        ("[load]\nrate = -1\n", "rate"),
+    ],
+)
 def test_bad_open_model_settings_are_one_line_and_exit_2(tmp_path, server, extra, named, capsys):
     assert main(["run", "--profile", delay_profile(tmp_path, server, extra)]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Profiles: the shipped ones, the template, every validation error, flag overrides and the 'profiles' command."""
+
 import re
 
 import pytest
@@ -7,8 +8,15 @@ from amanflix_stress import profile
 from amanflix_stress.cli import build_parser, main, resolve_profile
 from amanflix_stress.profile import PROFILE_DIR, SCHEMA, defaults, load_profile
 
-SEED = {"quick": (25, "5m"), "standard": (100, "10m"), "heavy": (200, "15m"), "db-stress": (150, None),
-        "stability": (50, "30m"), "soak": (None, None), "smoke": (None, None)}
+SEED = {
+    "quick": (25, "5m"),
+    "standard": (100, "10m"),
+    "heavy": (200, "15m"),
+    "db-stress": (150, None),
+    "stability": (50, "30m"),
+    "soak": (None, None),
+    "smoke": (None, None),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SEED))
@@ -43,26 +51,36 @@ def test_the_template_documents_every_option_and_loads_to_the_defaults():
 
 BAD = [  # (profile text, words the one-line error must contain)
     ("[load]\nuser = 5\n", ["[load]", "unknown key 'user'", "did you mean 'users'", "allowed keys"]),
-    ("[load]\nusers = \"many\"\n", ["[load] users", "expected a whole number"]),
+    ('[load]\nusers = "many"\n', ["[load] users", "expected a whole number"]),
     ("[load]\nusers = 0\n", ["[load] users", "from 1 to 100000"]),
-    ("[load]\nduration = \"ten minutes\"\n", ["[load] duration", "90s, 10m, 1h"]),
-    ("[target]\nbase_url = \"ftp://x\"\n", ["[target] base_url", "http://"]),
-    ("[behaviour]\nkind = \"browser\"\n", ["[behaviour] kind", "http, amanflix"]),
+    ('[load]\nduration = "ten minutes"\n', ["[load] duration", "90s, 10m, 1h"]),
+    ('[target]\nbase_url = "ftp://x"\n', ["[target] base_url", "http://"]),
+    ('[behaviour]\nkind = "browser"\n', ["[behaviour] kind", "http, amanflix"]),
     ("[behaviour]\nthink_time_s = [2, 1]\n", ["[behaviour] think_time_s", "low <= high"]),
     ("[lode]\nusers = 5\n", ["unknown section [lode]", "did you mean 'load'"]),
     ("users = 5\n", ["'users' must be inside its section", "[load]"]),
     ("[journeys]\nwatch_history_share = 0.9\nmylist_share = 0.2\n", ["[journeys]", "at most 1"]),
     ("[reporting]\nkeep = -1\n", ["[reporting] keep", "from 0"]),
-    ("[reporting]\nhtml = \"yes\"\n", ["[reporting] html", "true or false"]),
+    ('[reporting]\nhtml = "yes"\n', ["[reporting] html", "true or false"]),
     ("[thresholds]\np95_ms = -5\n", ["[thresholds] p95_ms", "at least 0"]),
-    ("[thresholds]\nerror_classes = { lost_update = 2 }\n", ["[thresholds.error_classes]", "lost_update", "0 to 1"]),
-    ("[thresholds]\nerror_classes = { \"Lost Update\" = 0 }\n", ["[thresholds.error_classes]", "error class name"]),
-    ("[thresholds.endpoints.\"GET /x\"]\np95 = 5\n", ['[thresholds.endpoints."GET /x"]', "unknown key 'p95'",
-                                                      "p95_ms"]),
-    ("[thresholds.endpoints.\"GET /x\"]\nerror_rate = 5\n", ['[thresholds.endpoints."GET /x"]', "error_rate",
-                                                             "0 to 1"]),
+    (
+        "[thresholds]\nerror_classes = { lost_update = 2 }\n",
+        ["[thresholds.error_classes]", "lost_update", "0 to 1"],
+    ),
+    (
+        '[thresholds]\nerror_classes = { "Lost Update" = 0 }\n',
+        ["[thresholds.error_classes]", "error class name"],
+    ),
+    (
+        '[thresholds.endpoints."GET /x"]\np95 = 5\n',
+        ['[thresholds.endpoints."GET /x"]', "unknown key 'p95'", "p95_ms"],
+    ),
+    (
+        '[thresholds.endpoints."GET /x"]\nerror_rate = 5\n',
+        ['[thresholds.endpoints."GET /x"]', "error_rate", "0 to 1"],
+    ),
     ("[thresholds]\nendpoints = 3\n", ["[thresholds] endpoints", "[thresholds.endpoints."]),
-    ("[[requests]]\nmethod = \"GET\"\n", ["[[requests]]", "path='/...'"]),
+    ('[[requests]]\nmethod = "GET"\n', ["[[requests]]", "path='/...'"]),
     ("[load\nusers = 5\n", ["not valid TOML"]),
 ]
 
@@ -80,24 +98,50 @@ def test_a_bad_profile_is_one_line_naming_file_and_key_and_exit_2(tmp_path, caps
 
 
 def test_flags_override_the_profile_and_are_checked_like_it():
-    args = build_parser().parse_args(["run", "--profile", "quick", "--users", "3", "--duration", "2s",
-                                      "--report-dir", "out", "--keep", "4", "--baseline", "previous"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--profile",
+            "quick",
+            "--users",
+            "3",
+            "--duration",
+            "2s",
+            "--report-dir",
+            "out",
+            "--keep",
+            "4",
+            "--baseline",
+            "previous",
+        ]
+    )
     resolved = resolve_profile(args)
     assert (resolved["load"]["users"], resolved["load"]["duration"]) == (3, "2s")
-    assert resolved["reporting"] == {**resolved["reporting"], "report_dir": "out", "keep": 4, "baseline": "previous"}
+    assert resolved["reporting"] == {
+        **resolved["reporting"],
+        "report_dir": "out",
+        "keep": 4,
+        "baseline": "previous",
+    }
     assert resolved["journeys"] == defaults()["journeys"]  # untouched sections keep the profile's values
 
 
-@pytest.mark.parametrize("flags,words", [(["--keep", "-1"], "--keep: expected a value from 0"),
-                                        (["--users", "0"], "--users: expected a value from 1"),
-                                        (["--keep", "3"], "--keep needs --report-dir")])
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        (["--keep", "-1"], "--keep: expected a value from 0"),
+        (["--users", "0"], "--users: expected a value from 1"),
+        (["--keep", "3"], "--keep needs --report-dir"),
+    ],
+)
 def test_bad_flags_exit_2_naming_the_flag(capsys, flags, words):
     assert main(["run", "--profile", "smoke", "--base-url", "http://127.0.0.1:9", *flags]) == 2
     assert words in capsys.readouterr().err
 
 
-def test_profiles_lists_every_profile_with_its_purpose_and_user_profiles_shadow_shipped_ones(tmp_path, monkeypatch,
-                                                                                               capsys):
+def test_profiles_lists_every_profile_with_its_purpose_and_user_profiles_shadow_shipped_ones(
+    tmp_path, monkeypatch, capsys
+):
     (tmp_path / "quick.toml").write_text("# my own quick test\n[load]\nusers = 2\n")
     (tmp_path / "broken.toml").write_text("# broken\n[load]\nusers = -1\n")
     monkeypatch.setattr(profile, "USER_PROFILE_DIR", tmp_path)

@@ -1,4 +1,5 @@
 """End to end: the real CLI, real worker processes, a real loopback server."""
+
 import os
 import signal
 import socket
@@ -6,17 +7,33 @@ import threading
 import time
 
 import pytest
+from helpers import fast_profile, free_port, read_report, start_cli, worker_pids
 
 from amanflix_stress.cli import main
-from helpers import fast_profile, free_port, read_report, start_cli, worker_pids
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_workers_report_exactly_what_the_server_counted(tmp_path, server, capsys):
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", fast_profile(tmp_path, server), "--users", "6", "--workers", "2",
-                 "--duration", "2s", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            fast_profile(tmp_path, server),
+            "--users",
+            "6",
+            "--workers",
+            "2",
+            "--duration",
+            "2s",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     assert code == 0
     data = read_report(report)
     assert data["totals"]["requests"] == server.counts["/ok"] > 50
@@ -34,23 +51,55 @@ def test_failures_are_grouped_in_the_error_table_and_breach_the_threshold(tmp_pa
     with open(profile, "a") as f:
         f.write("[thresholds]\nerror_rate = 0.5\n")
     report = tmp_path / "r.json"
-    code = main(["run", "--profile", profile, "--users", "2", "--workers", "1", "--duration", "1s",
-                 "--report-json", str(report), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            profile,
+            "--users",
+            "2",
+            "--workers",
+            "1",
+            "--duration",
+            "1s",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     data = read_report(report)
     assert code == 1
     (group,) = data["errors"]
     assert group["class"] == "http_5xx" and group["count"] == data["totals"]["requests"]
-    assert "boom N" == group["message"] and group["endpoints"] == {"GET /ok": group["count"]}
+    assert group["message"] == "boom N" and group["endpoints"] == {"GET /ok": group["count"]}
     out = capsys.readouterr().out
     assert "FAIL: error rate 100.00% > allowed 50.00%" in out
-    users = out[out.index("USERS WITH MOST FAILURES (of 2 users)"):out.index("TOTALS")]
+    users = out[out.index("USERS WITH MOST FAILURES (of 2 users)") : out.index("TOTALS")]
     assert all(f"http_5xx {row['errors']['http_5xx']}" in users for row in data["users"])
 
 
 def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
     report = tmp_path / "r.json"
-    main(["run", "--profile", fast_profile(tmp_path, server, path="/delay"), "--users", "8", "--workers", "2",
-          "--duration", "2s", "--max-concurrent", "2", "--spawn-rate", "100", "--report-json", str(report), "--quiet"])
+    main(
+        [
+            "run",
+            "--profile",
+            fast_profile(tmp_path, server, path="/delay"),
+            "--users",
+            "8",
+            "--workers",
+            "2",
+            "--duration",
+            "2s",
+            "--max-concurrent",
+            "2",
+            "--spawn-rate",
+            "100",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     data = read_report(report)
     # the server delays 50 ms, so two slots allow at most ~40 requests a second
     assert data["totals"]["requests"] <= 2 * 2 / 0.05 + 4
@@ -60,8 +109,24 @@ def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
 def test_a_hanging_target_still_ends_on_time(tmp_path, server):
     report = tmp_path / "r.json"
     started = time.monotonic()
-    code = main(["run", "--profile", fast_profile(tmp_path, server, path="/hang"), "--users", "2", "--workers", "1",
-                 "--duration", "1s", "--timeout", "0.5", "--report-json", str(report), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--profile",
+            fast_profile(tmp_path, server, path="/hang"),
+            "--users",
+            "2",
+            "--workers",
+            "1",
+            "--duration",
+            "1s",
+            "--timeout",
+            "0.5",
+            "--report-json",
+            str(report),
+            "--quiet",
+        ]
+    )
     assert time.monotonic() - started < 15
     data = read_report(report)
     assert data["error_classes"]["timeout"] >= 2 and code == 0
@@ -69,11 +134,22 @@ def test_a_hanging_target_still_ends_on_time(tmp_path, server):
 
 def test_sigterm_mid_run_still_writes_the_report(tmp_path, server):
     report = tmp_path / "r.json"
-    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "4", "--workers", "2",
-                     "--duration", "60s", "--report-json", str(report))
+    proc = start_cli(
+        "run",
+        "--profile",
+        fast_profile(tmp_path, server),
+        "--users",
+        "4",
+        "--workers",
+        "2",
+        "--duration",
+        "60s",
+        "--report-json",
+        str(report),
+    )
     assert server.first_load_request.wait(30)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     data = read_report(report)
     assert data["meta"]["interrupted"] and data["meta"]["stop_reason"] == "terminated"
@@ -83,8 +159,19 @@ def test_sigterm_mid_run_still_writes_the_report(tmp_path, server):
 
 def test_ctrl_c_stops_gracefully(tmp_path, server):
     report = tmp_path / "r.json"
-    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "2", "--workers", "1",
-                     "--duration", "60s", "--report-json", str(report))
+    proc = start_cli(
+        "run",
+        "--profile",
+        fast_profile(tmp_path, server),
+        "--users",
+        "2",
+        "--workers",
+        "1",
+        "--duration",
+        "60s",
+        "--report-json",
+        str(report),
+    )
     assert server.first_load_request.wait(30)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
@@ -94,12 +181,23 @@ def test_ctrl_c_stops_gracefully(tmp_path, server):
 
 def test_a_worker_killed_with_sigkill_is_named_in_the_report(tmp_path, server):
     report = tmp_path / "r.json"
-    proc = start_cli("run", "--profile", fast_profile(tmp_path, server), "--users", "4", "--workers", "2",
-                     "--duration", "4s", "--report-json", str(report))
+    proc = start_cli(
+        "run",
+        "--profile",
+        fast_profile(tmp_path, server),
+        "--users",
+        "4",
+        "--workers",
+        "2",
+        "--duration",
+        "4s",
+        "--report-json",
+        str(report),
+    )
     assert server.first_load_request.wait(30)
     victim = worker_pids(proc.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    out, err = proc.communicate(timeout=40)
+    out, _err = proc.communicate(timeout=40)
     assert proc.returncode == 1
     data = read_report(report)
     dead = [w for w in data["workers"] if w["status"] == "died"]
@@ -116,13 +214,16 @@ def test_unreachable_target_is_one_line_within_3_s_and_exit_3(capsys):
     assert err.count("\n") == 1 and "unreachable" in err
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--users", "-5"], "--users"),
-    (["--duration", "abc"], "--duration"),
-    (["--base-url", "127.0.0.1:5001"], "--base-url"),
-    (["--spawn-rate", "0"], "--spawn-rate"),
-    (["--bogus"], "--bogus"),
-])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--users", "-5"], "--users"),
+        (["--duration", "abc"], "--duration"),
+        (["--base-url", "127.0.0.1:5001"], "--base-url"),
+        (["--spawn-rate", "0"], "--spawn-rate"),
+        (["--bogus"], "--bogus"),
+    ],
+)
 def test_bad_flags_are_one_line_naming_the_flag_and_exit_2(flags, named, capsys):
     assert main(["run", *flags]) == 2
     err = capsys.readouterr().err

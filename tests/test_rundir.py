@@ -1,14 +1,15 @@
 """Run folders: the overlap lock, stale-lock takeover, retention, baselines, and what a cron run leaves behind."""
+
 import json
 import os
 import signal
 
 import pytest
+from helpers import read_report, start_cli
 
 from amanflix_stress.cli import main
 from amanflix_stress.errors import AlreadyRunning
 from amanflix_stress.output.rundir import LOCK_NAME, MARKER_NAME, DirLock, prune, run_folders
-from helpers import read_report, start_cli
 
 
 def dead_pid() -> int:
@@ -55,8 +56,20 @@ def test_retention_removes_only_the_oldest_run_folders(tmp_path):
 
 
 def smoke_args(server, report_dir, *extra):
-    return ["run", "--profile", "smoke", "--base-url", server.url, "--users", "2", "--duration", "1s",
-            "--report-dir", str(report_dir), *extra]
+    return [
+        "run",
+        "--profile",
+        "smoke",
+        "--base-url",
+        server.url,
+        "--users",
+        "2",
+        "--duration",
+        "1s",
+        "--report-dir",
+        str(report_dir),
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -64,8 +77,12 @@ def test_cron_runs_fill_timestamped_folders_compare_with_the_previous_and_keep_n
     reports = tmp_path / "soak"
     assert main(smoke_args(server, reports, "--keep", "1", "--baseline", "previous", "--users", "3")) == 0
     (first,) = run_folders(reports)
-    assert {p.name for p in first.iterdir()} >= {"report.json", "report.timeseries.jsonl", "summary.txt",
-                                                 "report.html"}
+    assert {p.name for p in first.iterdir()} >= {
+        "report.json",
+        "report.timeseries.jsonl",
+        "summary.txt",
+        "report.html",
+    }
     out = capsys.readouterr().out.splitlines()
     # not a terminal: a log-friendly result line and the verdict (which may add a note on a busy machine)
     assert out[0] == f"results: {first}" and out[1].startswith("PASS") and len(out) == 2
@@ -117,6 +134,9 @@ def test_a_run_takes_over_the_stale_lock_of_a_crashed_run(tmp_path, server, caps
 
 def test_an_unreachable_target_leaves_no_empty_run_folder_and_frees_the_lock(tmp_path, capsys):
     reports = tmp_path / "r"
-    assert main(["run", "--profile", "smoke", "--base-url", "http://127.0.0.1:9", "--report-dir", str(reports)]) == 3
+    assert (
+        main(["run", "--profile", "smoke", "--base-url", "http://127.0.0.1:9", "--report-dir", str(reports)])
+        == 3
+    )
     assert run_folders(reports) == [] and (reports / LOCK_NAME).read_text() == ""
     assert "Traceback" not in capsys.readouterr().err

@@ -7,8 +7,17 @@ def sample(name="GET /x", error="", latency_us=1000, user=0, t=100.0, message=""
 
 
 def test_merged_parts_equal_the_whole_through_plain_data():
-    samples = [sample(latency_us=i * 37 + 1, user=i % 3, error="http_5xx" if i % 5 == 0 else "",
-                      message=f"500 boom {i}", status=500 if i % 5 == 0 else 200, t=100.0 + i) for i in range(200)]
+    samples = [
+        sample(
+            latency_us=i * 37 + 1,
+            user=i % 3,
+            error="http_5xx" if i % 5 == 0 else "",
+            message=f"500 boom {i}",
+            status=500 if i % 5 == 0 else 200,
+            t=100.0 + i,
+        )
+        for i in range(200)
+    ]
     whole = Stats()
     whole.add_samples(samples)
     merged = Stats()
@@ -22,16 +31,23 @@ def test_merged_parts_equal_the_whole_through_plain_data():
 
 def test_similar_errors_group_under_one_masked_message():
     stats = Stats()
-    stats.add_samples([sample(error="http_5xx", status=500, message="user 17 failed after 5.2 s", t=1.0),
-                       sample(error="http_5xx", status=500, message="user 923 failed after 5.0 s", t=2.0)])
-    (key, group), = stats.errors.items()
+    stats.add_samples(
+        [
+            sample(error="http_5xx", status=500, message="user 17 failed after 5.2 s", t=1.0),
+            sample(error="http_5xx", status=500, message="user 923 failed after 5.0 s", t=2.0),
+        ]
+    )
+    ((key, group),) = stats.errors.items()
     assert key == ("http_5xx", 500, "user N failed after N s")
     assert group.count == 2 and group.first_s == 1.0 and group.last_s == 2.0
     assert group.example == "user 17 failed after 5.2 s"
 
 
 def test_uuids_and_hex_are_masked():
-    assert normalise_message("session 0b7e4c3e-8f6a-4d1b-9c2e-1234567890ab at 0x7f3a") == "session <uuid> at <hex>"
+    assert (
+        normalise_message("session 0b7e4c3e-8f6a-4d1b-9c2e-1234567890ab at 0x7f3a")
+        == "session <uuid> at <hex>"
+    )
 
 
 def test_per_user_tallies_count_requests_and_each_error_class():
@@ -51,11 +67,20 @@ def test_open_model_keeps_response_time_apart_from_service_time():
 
 def test_the_progress_line_says_which_phase_the_run_is_in():
     from amanflix_stress.output.report import progress_line
+
     setup = {"phase": "setup", "requests": 40, "failures": 1, "workers_ready": 1, "workers": 2}
-    assert progress_line(setup, 60).startswith("[setup] preparing users") and "workers ready 1/2" in progress_line(
-        setup, 60)
-    run = {"phase": "run", "elapsed_s": 12.0, "requests": 1234, "failures": 5, "rps": 99.0, "p95_ms": 41.0,
-           "active_users": 20}
+    assert progress_line(setup, 60).startswith(
+        "[setup] preparing users"
+    ) and "workers ready 1/2" in progress_line(setup, 60)
+    run = {
+        "phase": "run",
+        "elapsed_s": 12.0,
+        "requests": 1234,
+        "failures": 5,
+        "rps": 99.0,
+        "p95_ms": 41.0,
+        "active_users": 20,
+    }
     assert progress_line(run, 60) == "[   12/60 s] requests 1,234  99 req/s  errors 5  p95 41 ms  users 20"
     teardown = {"phase": "teardown", "requests": 7, "failures": 0}
     assert progress_line(teardown, 60).startswith("[teardown] verifying what was written")

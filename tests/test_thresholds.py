@@ -1,46 +1,87 @@
 """Thresholds: each kind passes and breaches on the report dict; end to end, the exit code and the JUnit file."""
+
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from amanflix_stress.output.baseline import compare
-from amanflix_stress.cli import main
-from amanflix_stress.output.thresholds import evaluate, render_thresholds
 from helpers import read_report
+
+from amanflix_stress.cli import main
+from amanflix_stress.output.baseline import compare
+from amanflix_stress.output.thresholds import evaluate, render_thresholds
 
 
 def endpoint(name, requests=100, failures=0, rps=10.0, p95=100.0, p99=200.0):
-    return {"name": name, "requests": requests, "failures": failures, "rps": rps, "p95_ms": p95, "p99_ms": p99}
+    return {
+        "name": name,
+        "requests": requests,
+        "failures": failures,
+        "rps": rps,
+        "p95_ms": p95,
+        "p99_ms": p99,
+    }
 
 
-REPORT = {"totals": {"requests": 1000, "error_rate": 0.02, "throughput_rps": 50.0, "p95_ms": 300.0, "p99_ms": 900.0},
-          "error_classes": {"http_5xx": 15, "lost_update": 5},
-          "endpoints": [endpoint("POST /api/watch-history/update", failures=5, p95=450.0), endpoint("GET /api/movies")]}
+REPORT = {
+    "totals": {
+        "requests": 1000,
+        "error_rate": 0.02,
+        "throughput_rps": 50.0,
+        "p95_ms": 300.0,
+        "p99_ms": 900.0,
+    },
+    "error_classes": {"http_5xx": 15, "lost_update": 5},
+    "endpoints": [
+        endpoint("POST /api/watch-history/update", failures=5, p95=450.0),
+        endpoint("GET /api/movies"),
+    ],
+}
 
 
 def limits(**overrides):
-    base = {"error_rate": None, "p95_ms": None, "p99_ms": None, "min_throughput_rps": None, "error_classes": {},
-            "endpoints": {}}
+    base = {
+        "error_rate": None,
+        "p95_ms": None,
+        "p99_ms": None,
+        "min_throughput_rps": None,
+        "error_classes": {},
+        "endpoints": {},
+    }
     return {**base, **overrides}
 
 
-@pytest.mark.parametrize("configured,passed,summary", [
-    (limits(error_rate=0.05), True, "error rate 2.00% <= allowed 5.00%"),
-    (limits(error_rate=0.01), False, "error rate 2.00% > allowed 1.00%"),
-    (limits(p95_ms=250), False, "p95 300.0 ms > allowed 250.0 ms"),
-    (limits(p99_ms=1000), True, "p99 900.0 ms <= allowed 1,000.0 ms"),
-    (limits(min_throughput_rps=60), False, "throughput 50.0 req/s < required 60.0 req/s"),
-    (limits(min_throughput_rps=40), True, "throughput 50.0 req/s >= required 40.0 req/s"),
-    (limits(error_classes={"lost_update": 0}), False, "lost_update rate 0.50% > allowed 0.00%"),
-    (limits(error_classes={"db_locked": 0}), True, "db_locked rate 0.00% <= allowed 0.00%"),
-    (limits(endpoints={"POST /api/watch-history/update": {"p95_ms": 400}}), False,
-     "POST /api/watch-history/update p95 450.0 ms > allowed 400.0 ms"),
-    (limits(endpoints={"POST /api/watch-history/update": {"error_rate": 0.01}}), False,
-     "POST /api/watch-history/update error rate 5.00% > allowed 1.00%"),
-    (limits(endpoints={"GET /api/movies": {"min_rps": 5, "p99_ms": 200}}), True, "GET /api/movies throughput"),
-    (limits(endpoints={"GET /api/moveis": {"p95_ms": 400}}), False,
-     "GET /api/moveis p95: no requests measured (allowed 400.0 ms)"),
-])
+@pytest.mark.parametrize(
+    "configured,passed,summary",
+    [
+        (limits(error_rate=0.05), True, "error rate 2.00% <= allowed 5.00%"),
+        (limits(error_rate=0.01), False, "error rate 2.00% > allowed 1.00%"),
+        (limits(p95_ms=250), False, "p95 300.0 ms > allowed 250.0 ms"),
+        (limits(p99_ms=1000), True, "p99 900.0 ms <= allowed 1,000.0 ms"),
+        (limits(min_throughput_rps=60), False, "throughput 50.0 req/s < required 60.0 req/s"),
+        (limits(min_throughput_rps=40), True, "throughput 50.0 req/s >= required 40.0 req/s"),
+        (limits(error_classes={"lost_update": 0}), False, "lost_update rate 0.50% > allowed 0.00%"),
+        (limits(error_classes={"db_locked": 0}), True, "db_locked rate 0.00% <= allowed 0.00%"),
+        (
+            limits(endpoints={"POST /api/watch-history/update": {"p95_ms": 400}}),
+            False,
+            "POST /api/watch-history/update p95 450.0 ms > allowed 400.0 ms",
+        ),
+        (
+            limits(endpoints={"POST /api/watch-history/update": {"error_rate": 0.01}}),
+            False,
+            "POST /api/watch-history/update error rate 5.00% > allowed 1.00%",
+        ),
+        (
+            limits(endpoints={"GET /api/movies": {"min_rps": 5, "p99_ms": 200}}),
+            True,
+            "GET /api/movies throughput",
+        ),
+        (
+            limits(endpoints={"GET /api/moveis": {"p95_ms": 400}}),
+            False,
+            "GET /api/moveis p95: no requests measured (allowed 400.0 ms)",
+        ),
+    ],
+)
 def test_each_threshold_kind_passes_or_breaches_with_measured_and_allowed(configured, passed, summary):
     results = evaluate(REPORT, configured)
     assert results and all(r["passed"] is passed for r in results)
@@ -49,13 +90,24 @@ def test_each_threshold_kind_passes_or_breaches_with_measured_and_allowed(config
 
 
 def test_baseline_flags_endpoints_that_got_slower_or_fail_more_but_not_noise():
-    before = {"meta": {"run_id": "a"}, "endpoints": [endpoint("A", p95=100.0), endpoint("B", p95=1.0),
-                                                     endpoint("C"), endpoint("Gone")]}
-    now = {"endpoints": [endpoint("A", p95=140.0), endpoint("B", p95=2.5), endpoint("C", failures=10),
-                         endpoint("New")]}
+    before = {
+        "meta": {"run_id": "a"},
+        "endpoints": [endpoint("A", p95=100.0), endpoint("B", p95=1.0), endpoint("C"), endpoint("Gone")],
+    }
+    now = {
+        "endpoints": [
+            endpoint("A", p95=140.0),
+            endpoint("B", p95=2.5),
+            endpoint("C", failures=10),
+            endpoint("New"),
+        ]
+    }
     result = compare(now, before, "before.json", 25.0)
     flagged = {r["name"]: r["why"] for r in result["endpoints"] if r["regression"]}
-    assert flagged == {"A": "p95 100.0 -> 140.0 ms", "C": "errors 0.00% -> 10.00%"}  # B: +150% but only 1.5 ms
+    assert flagged == {
+        "A": "p95 100.0 -> 140.0 ms",
+        "C": "errors 0.00% -> 10.00%",
+    }  # B: +150% but only 1.5 ms
     assert result["regressions"] == 2
     assert (result["new_endpoints"], result["missing_endpoints"]) == (["New"], ["Gone"])
 
@@ -86,25 +138,70 @@ def junit_cases(path) -> dict:
 
 @pytest.mark.slow
 def test_thresholds_that_hold_exit_0_and_every_junit_case_passes(tmp_path, server, capsys):
-    profile = profile_with(tmp_path, server, 'error_rate = 0.01\nmin_throughput_rps = 1\n'
-                                             '[thresholds.endpoints."GET /delay"]\np95_ms = 5000\n')
+    profile = profile_with(
+        tmp_path,
+        server,
+        'error_rate = 0.01\nmin_throughput_rps = 1\n[thresholds.endpoints."GET /delay"]\np95_ms = 5000\n',
+    )
     junit = tmp_path / "ci" / "junit.xml"
-    code = main(["run", "--profile", profile, "--users", "2", "--workers", "1", "--duration", "1s", "--quiet",
-                 "--report-json", str(tmp_path / "r.json"), "--junit", str(junit)])
+    code = main(
+        [
+            "run",
+            "--profile",
+            profile,
+            "--users",
+            "2",
+            "--workers",
+            "1",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--report-json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(junit),
+        ]
+    )
     assert code == 0
     cases = junit_cases(junit)
-    assert set(cases) == {"all workers finished", "error_rate", "min_throughput_rps", 'endpoints."GET /delay".p95_ms'}
+    assert set(cases) == {
+        "all workers finished",
+        "error_rate",
+        "min_throughput_rps",
+        'endpoints."GET /delay".p95_ms',
+    }
     assert all(failure is None for failure in cases.values())
     assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("PASS")
 
 
 @pytest.mark.slow
-def test_a_breach_exits_1_and_lists_measured_vs_allowed_in_the_output_the_report_and_junit(tmp_path, server, capsys):
-    profile = profile_with(tmp_path, server, 'error_rate = 0.01\n[thresholds.endpoints."GET /delay"]\np95_ms = 1\n'
-                                             'min_rps = 100000\n')
+def test_a_breach_exits_1_and_lists_measured_vs_allowed_in_the_output_the_report_and_junit(
+    tmp_path, server, capsys
+):
+    profile = profile_with(
+        tmp_path,
+        server,
+        'error_rate = 0.01\n[thresholds.endpoints."GET /delay"]\np95_ms = 1\nmin_rps = 100000\n',
+    )
     junit = tmp_path / "junit.xml"
-    code = main(["run", "--profile", profile, "--users", "2", "--workers", "1", "--duration", "1s", "--quiet",
-                 "--report-json", str(tmp_path / "r.json"), "--junit", str(junit)])
+    code = main(
+        [
+            "run",
+            "--profile",
+            profile,
+            "--users",
+            "2",
+            "--workers",
+            "1",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--report-json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(junit),
+        ]
+    )
     assert code == 1
     out = capsys.readouterr().out
     verdict = out.rstrip().splitlines()[-1]

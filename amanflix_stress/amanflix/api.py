@@ -1,15 +1,18 @@
 """The Amanflix client: every endpoint the users call, with the contract's encodings, token rules and names."""
+
 from __future__ import annotations
 
 import base64
 import json
 import time
 
-from amanflix_stress.engine.client import HttpClient, Reply
 from amanflix_stress.amanflix.detect import explicit_lock, lock_wait
+from amanflix_stress.engine.client import HttpClient, Reply
 
 TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
-RELOGIN_SPACING_S = 1.1  # the server's tokens have one-second granularity: same second, same (maybe blacklisted) token
+RELOGIN_SPACING_S = (
+    1.1  # the server's tokens have one-second granularity: same second, same (maybe blacklisted) token
+)
 OK = range(200, 300)
 
 
@@ -50,27 +53,42 @@ class AmanflixApi:
 
     def call(self, name: str, method: str, path: str, *, expect=OK, check=None, **kwargs) -> Reply:
         """One request judged for locks: the body's own signature, then the caller's check, then the wait."""
+
         def judge(reply: Reply):
             verdict = explicit_lock(reply) or (check(reply) if check else None)
             if verdict is None and method != "GET":
                 verdict = lock_wait(reply, self.lock_wait_s, self.lock_tolerance_s)
             return verdict
+
         return self.client.call(name, method, path, expect=expect, check=judge, **kwargs)
 
     # auth (form bodies)
     def register(self, username: str, password: str, email: str, check=None) -> Reply:
-        return self.call("POST /api/auth/register", "POST", "/api/auth/register",
-                         form={"username": username, "password": password, "email": email}, check=check)
+        return self.call(
+            "POST /api/auth/register",
+            "POST",
+            "/api/auth/register",
+            form={"username": username, "password": password, "email": email},
+            check=check,
+        )
 
     def login(self, username: str, password: str, expect=OK, check=None) -> Reply:
         """Log in; never inside the second the current token was issued in, which would return that same token."""
         issued_s = token_claim(self.token, "iat") if self.token else None
-        wait_s = max(self.last_login_mono + RELOGIN_SPACING_S - time.monotonic(),
-                     (issued_s + RELOGIN_SPACING_S - time.time()) if isinstance(issued_s, (int, float)) else 0.0)
+        wait_s = max(
+            self.last_login_mono + RELOGIN_SPACING_S - time.monotonic(),
+            (issued_s + RELOGIN_SPACING_S - time.time()) if isinstance(issued_s, (int, float)) else 0.0,
+        )
         if wait_s > 0:
             time.sleep(wait_s)
-        reply = self.call("POST /api/auth/login", "POST", "/api/auth/login",
-                          form={"username": username, "password": password}, expect=expect, check=check)
+        reply = self.call(
+            "POST /api/auth/login",
+            "POST",
+            "/api/auth/login",
+            form={"username": username, "password": password},
+            expect=expect,
+            check=check,
+        )
         self.last_login_mono = time.monotonic()
         data = reply.json()
         if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
@@ -81,7 +99,9 @@ class AmanflixApi:
         return self.call("GET /api/auth/profile", "GET", "/api/auth/profile")
 
     def update_profile(self, username: str, email: str) -> Reply:
-        return self.call("POST /api/auth/update", "POST", "/api/auth/update", form={"username": username, "email": email})
+        return self.call(
+            "POST /api/auth/update", "POST", "/api/auth/update", form={"username": username, "email": email}
+        )
 
     def logout(self) -> Reply:
         return self.call("POST /api/auth/logout", "POST", "/api/auth/logout")
@@ -103,10 +123,14 @@ class AmanflixApi:
         return self.call("GET /api/shows/{id}", "GET", f"/api/shows/{show_id}")
 
     def movies_search(self, q: str) -> Reply:
-        return self.call("GET /api/movies/search", "GET", "/api/movies/search", query={"q": q, "max_results": 5})
+        return self.call(
+            "GET /api/movies/search", "GET", "/api/movies/search", query={"q": q, "max_results": 5}
+        )
 
     def discovery(self, kind: str) -> Reply:
-        return self.call(f"GET /api/discovery/{kind}", "GET", f"/api/discovery/{kind}", query={"per_page": 10})
+        return self.call(
+            f"GET /api/discovery/{kind}", "GET", f"/api/discovery/{kind}", query={"per_page": 10}
+        )
 
     def search(self, q: str) -> Reply:
         return self.call("GET /api/search", "GET", "/api/search", query={"q": q, "max_results": 10})
@@ -116,33 +140,59 @@ class AmanflixApi:
 
     # watch history (JSON bodies)
     def update_history(self, body: dict, check=None) -> Reply:
-        return self.call("POST /api/watch-history/update", "POST", "/api/watch-history/update", json=body,
-                         check=check)
+        return self.call(
+            "POST /api/watch-history/update", "POST", "/api/watch-history/update", json=body, check=check
+        )
 
     def history(self, page: int = 1, per_page: int = 50, check=None) -> Reply:
-        return self.call("GET /api/watch-history/history", "GET", "/api/watch-history/history",
-                         query={"page": page, "per_page": per_page}, check=check)
+        return self.call(
+            "GET /api/watch-history/history",
+            "GET",
+            "/api/watch-history/history",
+            query={"page": page, "per_page": per_page},
+            check=check,
+        )
 
     def continue_watching(self) -> Reply:
-        return self.call("GET /api/watch-history/continue-watching", "GET", "/api/watch-history/continue-watching")
+        return self.call(
+            "GET /api/watch-history/continue-watching", "GET", "/api/watch-history/continue-watching"
+        )
 
     def get_history(self, content_type: str, content_id: int, season=None, episode=None, check=None) -> Reply:
         query = {"season": season, "episode": episode} if content_type == "tv" else None
-        return self.call("GET /api/watch-history/get/{type}/{id}", "GET",
-                         f"/api/watch-history/get/{content_type}/{content_id}", query=query,
-                         expect=(200, 404), check=check)
+        return self.call(
+            "GET /api/watch-history/get/{type}/{id}",
+            "GET",
+            f"/api/watch-history/get/{content_type}/{content_id}",
+            query=query,
+            expect=(200, 404),
+            check=check,
+        )
 
     def next_episode(self, show_id: int) -> Reply:
-        return self.call("GET /api/watch-history/next-episode/{id}", "GET", f"/api/watch-history/next-episode/{show_id}")
+        return self.call(
+            "GET /api/watch-history/next-episode/{id}", "GET", f"/api/watch-history/next-episode/{show_id}"
+        )
 
     # my list (form bodies; 400 means "already in that state")
     def mylist(self, action: str, content_type: str, content_id: int, check=None) -> Reply:
-        return self.call(f"POST /api/mylist/{action}", "POST", f"/api/mylist/{action}",
-                         form={"content_type": content_type, "content_id": content_id}, expect=(200, 400), check=check)
+        return self.call(
+            f"POST /api/mylist/{action}",
+            "POST",
+            f"/api/mylist/{action}",
+            form={"content_type": content_type, "content_id": content_id},
+            expect=(200, 400),
+            check=check,
+        )
 
     def mylist_all(self, page: int = 1, per_page: int = 50, check=None) -> Reply:
-        return self.call("GET /api/mylist/all", "GET", "/api/mylist/all", query={"page": page, "per_page": per_page},
-                         check=check)
+        return self.call(
+            "GET /api/mylist/all",
+            "GET",
+            "/api/mylist/all",
+            query={"page": page, "per_page": per_page},
+            check=check,
+        )
 
     # notifications
     def notifications(self) -> Reply:
@@ -156,12 +206,20 @@ class AmanflixApi:
         return self.call("POST /api/analytics/sessions", "POST", "/api/analytics/sessions", expect=(200, 201))
 
     def heartbeat(self, session_id: str) -> Reply:
-        return self.call("POST /api/analytics/heartbeat", "POST", "/api/analytics/heartbeat",
-                         json={"session_id": session_id})
+        return self.call(
+            "POST /api/analytics/heartbeat",
+            "POST",
+            "/api/analytics/heartbeat",
+            json={"session_id": session_id},
+        )
 
     def end_session(self, session_id: str) -> Reply:
-        return self.call("POST /api/analytics/end-session", "POST", "/api/analytics/end-session",
-                         json={"session_id": session_id})
+        return self.call(
+            "POST /api/analytics/end-session",
+            "POST",
+            "/api/analytics/end-session",
+            json={"session_id": session_id},
+        )
 
 
 class AdminApi:
@@ -171,8 +229,12 @@ class AdminApi:
         self.client = client
 
     def login(self, username: str, password: str) -> bool:
-        reply = self.client.call("POST /api/admin/login", "POST", "/api/admin/login",
-                                 form={"username": username, "password": password})
+        reply = self.client.call(
+            "POST /api/admin/login",
+            "POST",
+            "/api/admin/login",
+            form={"username": username, "password": password},
+        )
         data = reply.json()
         if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
             self.client.headers["Authorization"] = f"Bearer {data['api_key']}"
@@ -185,5 +247,9 @@ class AdminApi:
         return data if reply.status == 200 and isinstance(data, list) else []
 
     def batch_delete(self, user_ids: list[int], password: str) -> Reply:
-        return self.client.call("DELETE /api/admin/user/batch-delete", "DELETE", "/api/admin/user/batch-delete",
-                                json={"user_ids": user_ids, "password": password})
+        return self.client.call(
+            "DELETE /api/admin/user/batch-delete",
+            "DELETE",
+            "/api/admin/user/batch-delete",
+            json={"user_ids": user_ids, "password": password},
+        )

@@ -1,4 +1,5 @@
 """Lock detection: the signatures of SQLite lock failures, shown or hidden, and the run's lock-issue summary."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,18 @@ from amanflix_stress.engine.classify import body_message
 from amanflix_stress.engine.client import Reply
 
 # Every error class that a database lock causes, shown or hidden, in the order the report lists them.
-LOCK_CLASSES = ("db_locked", "pool_timeout", "auth_locked", "db_error", "lost_insert", "lost_update", "lost_write",
-                "duplicate_rows", "phantom_registration", "lock_wait")
+LOCK_CLASSES = (
+    "db_locked",
+    "pool_timeout",
+    "auth_locked",
+    "db_error",
+    "lost_insert",
+    "lost_update",
+    "lost_write",
+    "duplicate_rows",
+    "phantom_registration",
+    "lock_wait",
+)
 EXPLAIN = {
     "db_locked": "500 naming 'database is locked' (direct commits, strict servers)",
     "pool_timeout": "500 after 30 s: every pooled SQLite connection was held (QueuePool limit)",
@@ -21,13 +32,15 @@ EXPLAIN = {
     "duplicate_rows": "concurrent first writes created two rows for one title (no unique constraint)",
     "phantom_registration": "register answered 200 with a token for user 'None': the account was never stored",
     "lock_wait": "a write answered after about the server's busy timeout: it most likely waited on a lock "
-                 "(on the real server such writes of my list, analytics and profile were lost)",
+    "(on the real server such writes of my list, analytics and profile were lost)",
 }
 
 
 _LOCKED = re.compile(rb"database (?:table )?is locked")
-NOT_VERIFIABLE = ("analytics heartbeats and end-session, logout and profile updates have no safe read-back: "
-                  "only the lock_wait signature shows their losses")
+NOT_VERIFIABLE = (
+    "analytics heartbeats and end-session, logout and profile updates have no safe read-back: "
+    "only the lock_wait signature shows their losses"
+)
 LOCK_WAIT_EARLY_S = 0.2  # timers and clocks differ a little between the server and us
 
 
@@ -73,8 +86,14 @@ def _json(body: bytes) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, timeline: list[dict], counters: dict,
-                 verified: dict) -> dict:
+def lock_summary(
+    errors: list[dict],
+    users_rows: list[dict],
+    requests: int,
+    timeline: list[dict],
+    counters: dict,
+    verified: dict,
+) -> dict:
     """The DATABASE LOCK ISSUES section as data: totals by class, rate, endpoints, top users, timeline."""
     classes = {c: 0 for c in LOCK_CLASSES}
     endpoints: dict[str, dict[str, int]] = {}
@@ -101,13 +120,24 @@ def lock_summary(errors: list[dict], users_rows: list[dict], requests: int, time
         "total": total,
         "by_class": {c: n for c, n in classes.items() if n},
         "explain": {c: EXPLAIN[c] for c, n in classes.items() if n},
-        "writes_in_flight": {c: {"mean": round(s / classes[c], 1), "max": m} for c, (s, m) in inflight.items()},
+        "writes_in_flight": {
+            c: {"mean": round(s / classes[c], 1), "max": m} for c, (s, m) in inflight.items()
+        },
         "lock_error_rate": round(total / requests, 6) if requests else 0.0,
         "endpoints": dict(sorted(endpoints.items(), key=lambda kv: -sum(kv[1].values()))),
-        "top_users": [{"user": u, "lock_errors": n} for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]],
-        "timeline": [{"interval": row["interval"], "start_s": row["start_s"], "end_s": row["end_s"],
-                      "classes": {c: row["errors"][c] for c in LOCK_CLASSES if row["errors"].get(c)}}
-                     for row in timeline if any(c in row["errors"] for c in LOCK_CLASSES)],
+        "top_users": [
+            {"user": u, "lock_errors": n} for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]
+        ],
+        "timeline": [
+            {
+                "interval": row["interval"],
+                "start_s": row["start_s"],
+                "end_s": row["end_s"],
+                "classes": {c: row["errors"][c] for c in LOCK_CLASSES if row["errors"].get(c)},
+            }
+            for row in timeline
+            if any(c in row["errors"] for c in LOCK_CLASSES)
+        ],
         "verified": verified,
         "not_verifiable": NOT_VERIFIABLE,
     }

@@ -1,4 +1,5 @@
 """Deterministic lock reproduction: holds a write lock on the target's SQLite file on a schedule."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -20,7 +21,9 @@ def parse_schedule(text: str) -> tuple[float, float]:
     except ValueError as exc:
         raise UsageError(f"--hold-lock-schedule: expected HOLD/EVERY like 7s/30s ({exc})") from None
     if hold >= every:
-        raise UsageError(f"--hold-lock-schedule: the hold ({hold:g} s) must be shorter than the period ({every:g} s)")
+        raise UsageError(
+            f"--hold-lock-schedule: the hold ({hold:g} s) must be shorter than the period ({every:g} s)"
+        )
     return hold, every
 
 
@@ -31,8 +34,10 @@ def check_database(path: str) -> Path:
     except OSError as exc:
         raise UsageError(f"--hold-lock: cannot read {path}: {exc}") from None
     if header != SQLITE_HEADER:
-        raise UsageError(f"--hold-lock: {path} is not a SQLite database; give the target's database file "
-                         "(e.g. api/instance/amanflix_db.db) on this machine")
+        raise UsageError(
+            f"--hold-lock: {path} is not a SQLite database; give the target's database file "
+            "(e.g. api/instance/amanflix_db.db) on this machine"
+        )
     return file
 
 
@@ -50,8 +55,9 @@ class LockHolder:
     def start(self, for_s: float, first_after_s: float | None = None) -> None:
         """Hold on schedule for `for_s` seconds (the measured phase), so cleanup afterwards is not blocked."""
         first = self.every_s / 3 if first_after_s is None else first_after_s
-        self.thread = threading.Thread(target=self._loop, args=(first, time.monotonic() + for_s), daemon=True,
-                                       name="hold-lock")
+        self.thread = threading.Thread(
+            target=self._loop, args=(first, time.monotonic() + for_s), daemon=True, name="hold-lock"
+        )
         self.thread.start()
 
     def stop(self) -> list[dict]:
@@ -87,8 +93,11 @@ def windows_with_detections(windows: list[dict], lock_timeline: list[dict], lag_
     rows = []
     for window in windows:
         end_s = (window.get("end_s") or window["start_s"]) + lag_s
-        found = sum(sum(row["classes"].values()) for row in lock_timeline
-                    if row["start_s"] < end_s and row["end_s"] > window["start_s"])
+        found = sum(
+            sum(row["classes"].values())
+            for row in lock_timeline
+            if row["start_s"] < end_s and row["end_s"] > window["start_s"]
+        )
         rows.append({**window, "lock_issues_detected": found})
     return rows
 
@@ -103,5 +112,11 @@ def lock_holder(args) -> LockHolder | None:
 
 def hold_lock_section(holder: LockHolder, lock_timeline: list[dict], lag_s: float) -> dict:
     windows = windows_with_detections(holder.windows, lock_timeline, lag_s)
-    return {"path": str(holder.path), "kind": holder.kind, "hold_s": holder.hold_s, "every_s": holder.every_s,
-            "windows": windows, "windows_detected": sum(1 for w in windows if w.get("lock_issues_detected"))}
+    return {
+        "path": str(holder.path),
+        "kind": holder.kind,
+        "hold_s": holder.hold_s,
+        "every_s": holder.every_s,
+        "windows": windows,
+        "windows_detected": sum(1 for w in windows if w.get("lock_issues_detected")),
+    }

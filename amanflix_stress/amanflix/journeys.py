@@ -1,4 +1,5 @@
 """Amanflix users: registration, browse and watch journeys, two-device accounts, bursts, and final verification."""
+
 from __future__ import annotations
 
 import random
@@ -7,9 +8,9 @@ import time
 from collections import Counter
 
 from amanflix_stress.amanflix.api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
-from amanflix_stress.engine.client import Reply
 from amanflix_stress.amanflix.ledger import WriteLedger, same
 from amanflix_stress.amanflix.run_hooks import finish_run, prepare_run
+from amanflix_stress.engine.client import Reply
 from amanflix_stress.engine.user import User, UserContext
 
 SEARCH_TERMS = ("the", "a", "man", "night", "star", "love", "war", "dark", "day", "world")
@@ -37,13 +38,19 @@ class AmanflixUser(User):
     def __init__(self, ctx: UserContext) -> None:
         super().__init__(ctx)
         self.cfg = ctx.settings
-        self.journeys, self.wh, self.detect = self.cfg["journeys"], self.cfg["watch_history"], self.cfg["detection"]
+        self.journeys, self.wh, self.detect = (
+            self.cfg["journeys"],
+            self.cfg["watch_history"],
+            self.cfg["detection"],
+        )
         self.catalog, self.password = ctx.shared["catalog"], ctx.shared["password"]
         self.sessions = [Session(1, self.new_api(self.client))]
         self.ledger = WriteLedger()
         self.counts: Counter = Counter()
         self.mylist: dict[tuple, bool] = {}
-        self.watching: list | None = None  # [kind, id, season, episode, runtime_s, position_s], shared by sessions
+        self.watching: list | None = (
+            None  # [kind, id, season, episode, runtime_s, position_s], shared by sessions
+        )
         self.watch_lock = threading.Lock()
         self.username = ""
         self.dual = ctx.rng.random() < self.journeys["dual_session_share"]
@@ -59,7 +66,9 @@ class AmanflixUser(User):
             if self.ctx.stop.is_set():
                 return False
             self.counts["setup_retries"] += attempt > 0
-            name = f"{self.cfg['accounts']['prefix']}{self.ctx.run_id}u{self.ctx.index}" + (f"r{attempt}" * (attempt > 0))
+            name = f"{self.cfg['accounts']['prefix']}{self.ctx.run_id}u{self.ctx.index}" + (
+                f"r{attempt}" * (attempt > 0)
+            )
             if self.register(api, name):
                 self.username = name
                 self.load_mylist(api)
@@ -104,8 +113,9 @@ class AmanflixUser(User):
     # the measured phase
     def step(self) -> None:
         if self.dual and self.companion is None:
-            self.companion = threading.Thread(target=self.companion_loop, daemon=True,
-                                              name=f"user-{self.ctx.index}-device-2")
+            self.companion = threading.Thread(
+                target=self.companion_loop, daemon=True, name=f"user-{self.ctx.index}-device-2"
+            )
             self.companion.start()
         self.act(self.sessions[0], companion=False)
         self.ctx.think()
@@ -133,9 +143,16 @@ class AmanflixUser(User):
             return self.read
         if companion:
             return self.watch
-        weights = (self.journeys["watch_history_share"], self.journeys["mylist_share"],
-                   self.journeys["profile_update_share"])
-        return rng.choices((self.watch, self.toggle_mylist, self.update_profile), weights)[0] if sum(weights) else self.read
+        weights = (
+            self.journeys["watch_history_share"],
+            self.journeys["mylist_share"],
+            self.journeys["profile_update_share"],
+        )
+        return (
+            rng.choices((self.watch, self.toggle_mylist, self.update_profile), weights)[0]
+            if sum(weights)
+            else self.read
+        )
 
     def keep_alive(self, session: Session) -> None:
         every_s = self.journeys["heartbeat_every_s"]
@@ -153,14 +170,21 @@ class AmanflixUser(User):
         api, rng = session.api, self.ctx.rng
         choice = rng.randrange(13)
         movie, episode = self.random_movie(), self.random_episode()
-        actions = (lambda: api.movies(page=rng.randint(1, 3)), lambda: api.shows(page=rng.randint(1, 2)),
-                   lambda: api.movie(movie[0]) if movie else api.movies(),
-                   lambda: api.show(episode[0]) if episode else api.shows(),
-                   lambda: api.discovery(rng.choice(("random", "trending", "featured", "new-titles"))),
-                   lambda: api.search(rng.choice(SEARCH_TERMS)), lambda: api.autocomplete(rng.choice(SEARCH_TERMS)),
-                   lambda: api.movies_search(rng.choice(SEARCH_TERMS)), api.continue_watching,
-                   lambda: api.history(per_page=24), lambda: api.mylist_all(per_page=10), api.profile,
-                   api.unread_count)
+        actions = (
+            lambda: api.movies(page=rng.randint(1, 3)),
+            lambda: api.shows(page=rng.randint(1, 2)),
+            lambda: api.movie(movie[0]) if movie else api.movies(),
+            lambda: api.show(episode[0]) if episode else api.shows(),
+            lambda: api.discovery(rng.choice(("random", "trending", "featured", "new-titles"))),
+            lambda: api.search(rng.choice(SEARCH_TERMS)),
+            lambda: api.autocomplete(rng.choice(SEARCH_TERMS)),
+            lambda: api.movies_search(rng.choice(SEARCH_TERMS)),
+            api.continue_watching,
+            lambda: api.history(per_page=24),
+            lambda: api.mylist_all(per_page=10),
+            api.profile,
+            api.unread_count,
+        )
         return actions[choice]()
 
     def random_movie(self) -> list | None:
@@ -194,7 +218,9 @@ class AmanflixUser(User):
     def next_title(self, finished: list | None) -> list:
         episodes = self.catalog["episodes"]
         if finished and finished[0] == "tv":
-            following = [e for e in episodes if e[0] == finished[1] and (e[1], e[2]) > (finished[2], finished[3])]
+            following = [
+                e for e in episodes if e[0] == finished[1] and (e[1], e[2]) > (finished[2], finished[3])
+            ]
             if following:
                 show, season, number, runtime_s = min(following, key=lambda e: (e[1], e[2]))
                 return ["tv", show, season, number, runtime_s, 0.0]
@@ -207,8 +233,12 @@ class AmanflixUser(User):
     def write_position(self, session: Session, item: list) -> Reply:
         kind, content_id, season, episode, runtime_s, position_s = item
         key = (kind, content_id, season, episode)
-        body = {"content_id": content_id, "content_type": kind, "watch_timestamp": position_s,
-                "total_duration": runtime_s}
+        body = {
+            "content_id": content_id,
+            "content_type": kind,
+            "watch_timestamp": position_s,
+            "total_duration": runtime_s,
+        }
         if kind == "tv":
             body.update(season_number=season, episode_number=episode)
         write = self.ledger.begin(key, session.number, position_s)
@@ -268,12 +298,14 @@ class AmanflixUser(User):
 
     # my list and profile
     def toggle_mylist(self, session: Session) -> Reply:
-        movie = self.catalog["movies"][: 10] or [[e[0]] for e in self.catalog["episodes"][:10]]
+        movie = self.catalog["movies"][:10] or [[e[0]] for e in self.catalog["episodes"][:10]]
         content_id = self.ctx.rng.choice(movie)[0]
         kind = "movie" if self.catalog["movies"] else "tv"
         key = (kind, content_id)
         action = "delete" if self.mylist.get(key) else "add"
-        reply = session.api.mylist(action, kind, content_id, check=lambda r: self.judge_toggle(key, action, r))
+        reply = session.api.mylist(
+            action, kind, content_id, check=lambda r: self.judge_toggle(key, action, r)
+        )
         if reply.status == 200 and self.ctx.rng.random() < self.detect["readback_share"]:
             self.counts["readbacks"] += 1
             session.api.mylist("check", kind, content_id, check=lambda r: self.judge_check(key, r))
@@ -285,10 +317,15 @@ class AmanflixUser(User):
             self.mylist[key] = wanted
             return None
         if reply.status == 400 and self.mylist.get(key, False) != wanted:
-            self.mylist[key] = not wanted  # the server's state, which our earlier acknowledged write did not make
+            self.mylist[
+                key
+            ] = not wanted  # the server's state, which our earlier acknowledged write did not make
             lost = "remove" if wanted else "add"
-            return "lost_write", f"my-list {lost} was answered 200 earlier, but the server says the item is " + (
-                "still there" if wanted else "missing")
+            return (
+                "lost_write",
+                f"my-list {lost} was answered 200 earlier, but the server says the item is "
+                + ("still there" if wanted else "missing"),
+            )
         return None
 
     def judge_check(self, key: tuple, reply: Reply):
@@ -297,7 +334,10 @@ class AmanflixUser(User):
         if reply.status != 200 or exists is None or exists == self.mylist.get(key, False):
             return None
         self.mylist[key] = bool(exists)
-        return "lost_write", f"my-list check says exists={exists} after an acknowledged {'remove' if exists else 'add'}"
+        return (
+            "lost_write",
+            f"my-list check says exists={exists} after an acknowledged {'remove' if exists else 'add'}",
+        )
 
     def update_profile(self, session: Session) -> Reply:
         self.counts["profile_updates"] += 1
@@ -355,7 +395,10 @@ class AmanflixUser(User):
         wrong = [key for key, wanted in self.mylist.items() if (key in held) != wanted]
         if not wrong:
             return None
-        return "lost_write", f"{len(wrong)} my-list items differ from the acknowledged adds and removes, e.g. {wrong[0]}"
+        return (
+            "lost_write",
+            f"{len(wrong)} my-list items differ from the acknowledged adds and removes, e.g. {wrong[0]}",
+        )
 
     def delete_account(self, api: AmanflixApi) -> None:
         """Self-delete, then prove it: a deleted account cannot log in (the server can lose the delete)."""
@@ -378,20 +421,34 @@ def listed_items(reply: Reply) -> set[tuple] | None:
     data = reply.json()
     if reply.status != 200 or not isinstance(data, list):
         return None
-    return {(item.get("content_type"), item.get("id") or item.get("show_id")) for item in data if isinstance(item, dict)}
+    return {
+        (item.get("content_type"), item.get("id") or item.get("show_id"))
+        for item in data
+        if isinstance(item, dict)
+    }
 
 
 def phantom_check(reply: Reply):
     """A 200 register whose token names no user: the real server's lost insert on a lock."""
     data = reply.json()
-    if reply.status == 200 and isinstance(data, dict) and token_subject(str(data.get("api_key", ""))) in (None, "None"):
-        return "phantom_registration", "register answered 200 with a token for user 'None': no account was stored"
+    if (
+        reply.status == 200
+        and isinstance(data, dict)
+        and token_subject(str(data.get("api_key", ""))) in (None, "None")
+    ):
+        return (
+            "phantom_registration",
+            "register answered 200 with a token for user 'None': no account was stored",
+        )
     return None
 
 
 def deleted_check(reply: Reply):
     if reply.status == 200:
-        return "lost_write", "self-delete answered 200, but the account still logs in: the delete was rolled back"
+        return (
+            "lost_write",
+            "self-delete answered 200, but the account still logs in: the delete was rolled back",
+        )
     return None
 
 

@@ -1,5 +1,6 @@
 """The write ledger of one account: what each session sent and what the server acknowledged, to judge echoes,
 read-backs and the final state without blaming the server for another session's legitimate write."""
+
 from __future__ import annotations
 
 import threading
@@ -58,9 +59,15 @@ class WriteLedger:
             return True
         now = time.monotonic()
         with self.lock:
-            return any(same(shown, w.value) for w in self.writes.get(key, ()) if w is not write
-                       and w.session != write.session and w.send_mono <= now
-                       and (w.done_mono is None or w.done_mono >= write.send_mono) and w.outcome != "lost")
+            return any(
+                same(shown, w.value)
+                for w in self.writes.get(key, ())
+                if w is not write
+                and w.session != write.session
+                and w.send_mono <= now
+                and (w.done_mono is None or w.done_mono >= write.send_mono)
+                and w.outcome != "lost"
+            )
 
     def valid_final(self, key: tuple) -> list[float] | None:
         """Values the server may legitimately hold now; None when nothing was acknowledged for this key."""
@@ -70,8 +77,12 @@ class WriteLedger:
         if not acked:
             return None
         latest_send = max(w.send_mono for w in acked)
-        return [w.value for w in history if w.outcome in ("acked", "unknown", "in_flight")
-                and (w.done_mono is None or w.done_mono >= latest_send)]
+        return [
+            w.value
+            for w in history
+            if w.outcome in ("acked", "unknown", "in_flight")
+            and (w.done_mono is None or w.done_mono >= latest_send)
+        ]
 
     def keys(self) -> list[tuple]:
         with self.lock:

@@ -1,4 +1,5 @@
 """Run-wide Amanflix steps in the coordinator: catalog and schedule before the run, cleanup and lock summary after."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,22 @@ import secrets
 
 from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
-from amanflix_stress.engine.client import HttpClient
 from amanflix_stress.amanflix.detect import lock_summary
-from amanflix_stress.errors import SetupFailed, UsageError
+from amanflix_stress.engine.client import HttpClient
 from amanflix_stress.engine.stats import Stats
+from amanflix_stress.errors import SetupFailed, UsageError
 
 BATCH_DELETE_SIZE = 100
 
 
 def new_client(plan, record=None) -> HttpClient:
-    return HttpClient(plan.base_url, -1, record or (lambda sample: None), timeout_s=plan.timeout_s,
-                      connect_timeout_s=plan.connect_timeout_s)
+    return HttpClient(
+        plan.base_url,
+        -1,
+        record or (lambda sample: None),
+        timeout_s=plan.timeout_s,
+        connect_timeout_s=plan.connect_timeout_s,
+    )
 
 
 def account_prefix(plan) -> str:
@@ -27,7 +33,10 @@ def account_prefix(plan) -> str:
 
 def admin_credentials(plan) -> tuple[str, str] | None:
     accounts = plan.settings["accounts"]
-    user, password = os.environ.get(accounts["admin_username_env"]), os.environ.get(accounts["admin_password_env"])
+    user, password = (
+        os.environ.get(accounts["admin_username_env"]),
+        os.environ.get(accounts["admin_password_env"]),
+    )
     return (user, password) if user and password else None
 
 
@@ -39,8 +48,10 @@ def prepare_run(plan) -> dict:
     reply = api.register(name, password, f"{name}@amanflix-stress.test")
     data = reply.json()
     if reply.status != 200 or not isinstance(data, dict) or not data.get("api_key"):
-        raise SetupFailed(f"could not register a test account to read the catalog: POST /api/auth/register "
-                          f"answered {reply.status or reply.error}; is {plan.base_url} an Amanflix API?")
+        raise SetupFailed(
+            f"could not register a test account to read the catalog: POST /api/auth/register "
+            f"answered {reply.status or reply.error}; is {plan.base_url} an Amanflix API?"
+        )
     api.set_token(data["api_key"])
     try:
         catalog, retries = fetch_catalog_retrying(api, plan.settings["accounts"]["setup_retries"])
@@ -51,10 +62,18 @@ def prepare_run(plan) -> dict:
     if admin and not AdminApi(new_client(plan)).login(*admin):
         api.delete_self(password)
         names = plan.settings["accounts"]
-        raise UsageError(f"admin login failed: check ${names['admin_username_env']} and ${names['admin_password_env']}")
-    return {"catalog": catalog, "password": password, "admin_cleanup": bool(admin and plan.settings["accounts"]["cleanup"]),
-            "bursts": burst_schedule(plan, catalog), "seed": plan.seed, "bootstrap_user": name,
-            "catalog_retries": retries}
+        raise UsageError(
+            f"admin login failed: check ${names['admin_username_env']} and ${names['admin_password_env']}"
+        )
+    return {
+        "catalog": catalog,
+        "password": password,
+        "admin_cleanup": bool(admin and plan.settings["accounts"]["cleanup"]),
+        "bursts": burst_schedule(plan, catalog),
+        "seed": plan.seed,
+        "bootstrap_user": name,
+        "catalog_retries": retries,
+    }
 
 
 def burst_schedule(plan, catalog: dict) -> list:
@@ -76,41 +95,66 @@ def finish_run(plan, result) -> dict:
     counters = dict(result.aggregator.counters)
     counters["setup_retries"] = counters.get("setup_retries", 0) + result.shared.get("catalog_retries", 0)
     cleanup = cleanup_accounts(plan, result.shared, counters) if result.shared else {}
-    return {"amanflix": {"catalog": {k: len(v) for k, v in result.shared.get("catalog", {}).items()},
-                         "counters": dict(sorted(counters.items())), "cleanup": cleanup},
-            "lock_issues": summarise_locks(plan, result)}
+    return {
+        "amanflix": {
+            "catalog": {k: len(v) for k, v in result.shared.get("catalog", {}).items()},
+            "counters": dict(sorted(counters.items())),
+            "cleanup": cleanup,
+        },
+        "lock_issues": summarise_locks(plan, result),
+    }
 
 
 def cleanup_accounts(plan, shared: dict, counters: dict) -> dict:
     created = counters.get("accounts_created", 0) + 1  # + the catalog account
     if not plan.settings["accounts"]["cleanup"]:
-        return {"method": "none (accounts.cleanup = false)", "created": created, "deleted": 0, "left_behind": created}
+        return {
+            "method": "none (accounts.cleanup = false)",
+            "created": created,
+            "deleted": 0,
+            "left_behind": created,
+        }
     if shared.get("admin_cleanup"):
         return admin_cleanup(plan, created)
     api = AmanflixApi(new_client(plan))
     deleted = counters.get("accounts_deleted", 0)
     if api.login(shared["bootstrap_user"], shared["password"]).status == 200:
         deleted += api.delete_self(shared["password"]).status == 200
-    return {"method": "self-delete (no admin credentials)", "created": created, "deleted": deleted,
-            "left_behind": created - deleted, "rows_left_behind": counters.get("rows_left_behind", 0),
-            "note": "self-delete removes the user row only: its watch history and my-list rows stay in the database"}
+    return {
+        "method": "self-delete (no admin credentials)",
+        "created": created,
+        "deleted": deleted,
+        "left_behind": created - deleted,
+        "rows_left_behind": counters.get("rows_left_behind", 0),
+        "note": "self-delete removes the user row only: its watch history and my-list rows stay in the database",
+    }
 
 
 def admin_cleanup(plan, created: int) -> dict:
     user, password = admin_credentials(plan)
     admin = AdminApi(new_client(plan))
     if not admin.login(user, password):
-        return {"method": "admin batch delete", "created": created, "deleted": 0, "left_behind": created,
-                "error": "admin login failed at cleanup"}
+        return {
+            "method": "admin batch delete",
+            "created": created,
+            "deleted": 0,
+            "left_behind": created,
+            "error": "admin login failed at cleanup",
+        }
     ids = run_account_ids(admin, account_prefix(plan))
     deleted = 0
     for start in range(0, len(ids), BATCH_DELETE_SIZE):
-        reply = admin.batch_delete(ids[start:start + BATCH_DELETE_SIZE], password)
+        reply = admin.batch_delete(ids[start : start + BATCH_DELETE_SIZE], password)
         data = reply.json()
         deleted += data.get("deleted_count", 0) if isinstance(data, dict) else 0
     left = len(run_account_ids(admin, account_prefix(plan)))
-    return {"method": "admin batch delete (also removes watch history and my-list rows)", "created": created,
-            "found": len(ids), "deleted": deleted, "left_behind": left}
+    return {
+        "method": "admin batch delete (also removes watch history and my-list rows)",
+        "created": created,
+        "found": len(ids),
+        "deleted": deleted,
+        "left_behind": left,
+    }
 
 
 def run_account_ids(admin: AdminApi, prefix: str) -> list[int]:
@@ -123,11 +167,26 @@ def summarise_locks(plan, result) -> dict:
     for stats in agg.phases.values():
         everything.merge(stats)
     counters = agg.counters
-    verified = {k: counters.get(k, 0) for k in ("watch_writes_acked", "echoes_checked", "readbacks",
-                                                 "final_keys_verified", "history_listings_checked",
-                                                 "mylist_items_verified", "phantom_registrations")}
-    return lock_summary(agg.error_rows(everything), agg.user_rows(everything), everything.requests,
-                        read_timeline(plan.timeseries_path), counters, verified)
+    verified = {
+        k: counters.get(k, 0)
+        for k in (
+            "watch_writes_acked",
+            "echoes_checked",
+            "readbacks",
+            "final_keys_verified",
+            "history_listings_checked",
+            "mylist_items_verified",
+            "phantom_registrations",
+        )
+    }
+    return lock_summary(
+        agg.error_rows(everything),
+        agg.user_rows(everything),
+        everything.requests,
+        read_timeline(plan.timeseries_path),
+        counters,
+        verified,
+    )
 
 
 def read_timeline(path: str | None) -> list[dict]:

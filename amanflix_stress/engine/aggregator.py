@@ -1,4 +1,5 @@
 """The aggregator: merges the workers' batches into run totals and appends the per-interval time series."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ from dataclasses import dataclass, field
 from amanflix_stress.engine.health import WorkerHealth
 from amanflix_stress.engine.stats import PERCENTILES, Series, Stats
 
-CLOSE_GRACE_S = 2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
+CLOSE_GRACE_S = (
+    2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
+)
 
 
 @dataclass
@@ -39,22 +42,37 @@ def ms(value_us: float) -> float | None:
 def series_row(name: str, series: Series, failures: int, duration_s: float) -> dict:
     """One endpoint's figures as plain data, in milliseconds."""
     p50, p90, p95, p99, p999 = series.percentiles_us(PERCENTILES)
-    row = {"name": name, "requests": series.count, "failures": failures,
-           "rps": round(series.count / duration_s, 3) if duration_s > 0 else 0.0,
-           "mean_ms": ms(series.sum_us / series.count) if series.count else None,
-           "min_ms": ms(series.min_us), "p50_ms": ms(p50), "p90_ms": ms(p90), "p95_ms": ms(p95),
-           "p99_ms": ms(p99), "p999_ms": ms(p999), "max_ms": ms(series.max_us)}
+    row = {
+        "name": name,
+        "requests": series.count,
+        "failures": failures,
+        "rps": round(series.count / duration_s, 3) if duration_s > 0 else 0.0,
+        "mean_ms": ms(series.sum_us / series.count) if series.count else None,
+        "min_ms": ms(series.min_us),
+        "p50_ms": ms(p50),
+        "p90_ms": ms(p90),
+        "p95_ms": ms(p95),
+        "p99_ms": ms(p99),
+        "p999_ms": ms(p999),
+        "max_ms": ms(series.max_us),
+    }
     response = series.response_percentiles_us(PERCENTILES)
     if response is not None:
-        row.update({f"response_{k}": ms(v) for k, v in zip(("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms"),
-                                                              response)})
+        row.update(
+            {
+                f"response_{k}": ms(v)
+                for k, v in zip(("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms"), response)
+            }
+        )
         row["response_max_ms"] = ms(series.response_max_us)
     return row
 
 
 def endpoint_rows(stats: Stats, duration_s: float) -> list[dict]:
-    rows = [series_row(name, series, failures, duration_s)
-            for name, (series, failures) in stats.endpoint_series().items()]
+    rows = [
+        series_row(name, series, failures, duration_s)
+        for name, (series, failures) in stats.endpoint_series().items()
+    ]
     return sorted(rows, key=lambda r: r["name"])
 
 
@@ -154,13 +172,23 @@ class Aggregator:
         span_s = max(end_s - start_s, 1e-9)
         total = total_series(stats)
         p50, _p90, p95, p99, _p999 = total.percentiles_us()
-        row = {"interval": index, "start_s": round(start_s, 3), "end_s": round(end_s, 3),
-               "requests": stats.requests, "failures": stats.failures, "rps": round(stats.requests / span_s, 3),
-               "p50_ms": ms(p50), "p95_ms": ms(p95), "p99_ms": ms(p99),
-               "active_users": self.interval_users.pop(index, 0),
-               "errors": stats.count_by_class(),
-               "endpoints": {r["name"]: {k: r[k] for k in ("requests", "failures", "p50_ms", "p95_ms", "p99_ms")}
-                             for r in endpoint_rows(stats, span_s)}}
+        row = {
+            "interval": index,
+            "start_s": round(start_s, 3),
+            "end_s": round(end_s, 3),
+            "requests": stats.requests,
+            "failures": stats.failures,
+            "rps": round(stats.requests / span_s, 3),
+            "p50_ms": ms(p50),
+            "p95_ms": ms(p95),
+            "p99_ms": ms(p99),
+            "active_users": self.interval_users.pop(index, 0),
+            "errors": stats.count_by_class(),
+            "endpoints": {
+                r["name"]: {k: r[k] for k in ("requests", "failures", "p50_ms", "p95_ms", "p99_ms")}
+                for r in endpoint_rows(stats, span_s)
+            },
+        }
         self.last_interval_row = row
         if self.timeseries_path:
             with open(self.timeseries_path, "a") as out:
@@ -174,23 +202,44 @@ class Aggregator:
         if phase != "run":
             stats = self.phases[phase]
             ready = sum(w.status in ("ready", "running", "done") for w in self.workers.values())
-            return {"phase": phase, "requests": stats.requests, "failures": stats.failures,
-                    "workers_ready": ready, "workers": len(self.workers)}
+            return {
+                "phase": phase,
+                "requests": stats.requests,
+                "failures": stats.failures,
+                "workers_ready": ready,
+                "workers": len(self.workers),
+            }
         elapsed = max(now_s - self.start_s, 1e-9)
         last = self.last_interval_row or {}
-        return {"phase": "run", "elapsed_s": elapsed, "requests": self.run.requests, "failures": self.run.failures,
-                "rps": last.get("rps", self.run.requests / elapsed),  # the run so far until an interval closes
-                "p95_ms": last.get("p95_ms"),
-                "active_users": sum(w.active_users for w in self.workers.values())}
+        return {
+            "phase": "run",
+            "elapsed_s": elapsed,
+            "requests": self.run.requests,
+            "failures": self.run.failures,
+            "rps": last.get("rps", self.run.requests / elapsed),  # the run so far until an interval closes
+            "p95_ms": last.get("p95_ms"),
+            "active_users": sum(w.active_users for w in self.workers.values()),
+        }
 
     def worker_rows(self) -> list[dict]:
         rows = []
         for state in sorted(self.workers.values(), key=lambda s: s.id):
             cpu = None
             if state.first_cpu and state.last_cpu and state.last_cpu[1] > state.first_cpu[1]:
-                cpu = round((state.last_cpu[0] - state.first_cpu[0]) / (state.last_cpu[1] - state.first_cpu[1]), 3)
-            rows.append({"id": state.id, "pid": state.pid, "host": state.host, "users": state.users,
-                         "status": state.status, "detail": state.detail, "cpu_cores": cpu})
+                cpu = round(
+                    (state.last_cpu[0] - state.first_cpu[0]) / (state.last_cpu[1] - state.first_cpu[1]), 3
+                )
+            rows.append(
+                {
+                    "id": state.id,
+                    "pid": state.pid,
+                    "host": state.host,
+                    "users": state.users,
+                    "status": state.status,
+                    "detail": state.detail,
+                    "cpu_cores": cpu,
+                }
+            )
         return rows
 
     def health_rows(self) -> list[dict]:
@@ -210,18 +259,33 @@ class Aggregator:
         total = stats.requests or 1
         rows = []
         for (kind, status, message), group in stats.errors.items():
-            rows.append({"class": kind, "status": status, "message": message, "count": group.count,
-                         "share": round(group.count / total, 6), "first_seen_s": group.first_s,
-                         "last_seen_s": group.last_s, "endpoints": dict(sorted(group.endpoints.items())),
-                         "example": group.example, "inflight_mean": round(group.inflight_sum / group.count, 2),
-                         "inflight_max": group.inflight_max})
+            rows.append(
+                {
+                    "class": kind,
+                    "status": status,
+                    "message": message,
+                    "count": group.count,
+                    "share": round(group.count / total, 6),
+                    "first_seen_s": group.first_s,
+                    "last_seen_s": group.last_s,
+                    "endpoints": dict(sorted(group.endpoints.items())),
+                    "example": group.example,
+                    "inflight_mean": round(group.inflight_sum / group.count, 2),
+                    "inflight_max": group.inflight_max,
+                }
+            )
         return sorted(rows, key=lambda r: (-r["count"], r["class"]))
 
     def user_rows(self, stats: Stats) -> list[dict]:
         rows = []
         for user, tally in sorted(stats.users.items()):
             by_class = {k: v for k, v in tally.items() if k != "requests"}
-            rows.append({"user": user, "requests": tally["requests"], "failures": sum(by_class.values()),
-                         "errors": by_class})
+            rows.append(
+                {
+                    "user": user,
+                    "requests": tally["requests"],
+                    "failures": sum(by_class.values()),
+                    "errors": by_class,
+                }
+            )
         return rows
-

@@ -1,4 +1,5 @@
 """Error classification: one place that maps a request's exception or response to an error class."""
+
 from __future__ import annotations
 
 import html

@@ -1,4 +1,5 @@
 """The measured HTTP call: one keep-alive connection per simulated user (socket + httptools), one Sample per request."""
+
 from __future__ import annotations
 
 import json as jsonlib
@@ -7,8 +8,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
 import httptools
@@ -77,7 +78,9 @@ def parse_base_url(base_url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path prefix) of a base URL, or ValueError saying what is wrong."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{base_url!r} is not an http:// or https:// URL with a host, e.g. http://127.0.0.1:5001")
+        raise ValueError(
+            f"{base_url!r} is not an http:// or https:// URL with a host, e.g. http://127.0.0.1:5001"
+        )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
@@ -96,7 +99,7 @@ class ConnectFailed(Exception):
 class _Response:
     """httptools' callback target for one response: status comes from the parser, the rest lands here."""
 
-    __slots__ = ("parser", "body", "content_type", "framed", "keep_alive", "headers_done", "complete")
+    __slots__ = ("body", "complete", "content_type", "framed", "headers_done", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
@@ -113,7 +116,9 @@ class _Response:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
-        self.keep_alive = self.parser.should_keep_alive()  # only valid now: the parser resets after the message
+        self.keep_alive = (
+            self.parser.should_keep_alive()
+        )  # only valid now: the parser resets after the message
         self.parser = None  # no reference cycle left for the GC
 
     def on_body(self, chunk: bytes) -> None:
@@ -134,19 +139,26 @@ class Connection:
         self.address, self.host = (host, port), host
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.tls = ssl.create_default_context() if scheme == "https" else None
-        self.fixed_head = (f"Host: {host}:{port}\r\nUser-Agent: amanflix-stress/{__version__}\r\n"
-                           "Accept-Encoding: identity\r\n")
+        self.fixed_head = (
+            f"Host: {host}:{port}\r\nUser-Agent: amanflix-stress/{__version__}\r\n"
+            "Accept-Encoding: identity\r\n"
+        )
         self.sock: socket.socket | None = None
         self.poller = select.poll()
         self.buffer = bytearray(RECV_BYTES)
         self.view = memoryview(self.buffer)
 
-    def request(self, method: str, target: str, header_lines: str, body: bytes | None) -> tuple[int, bytes, str]:
+    def request(
+        self, method: str, target: str, header_lines: str, body: bytes | None
+    ) -> tuple[int, bytes, str]:
         """Send one request and read the whole response: (status, body, content type). Network faults raise."""
         sock = self._socket()
         # a bodiless POST/PUT/DELETE still says so: some servers answer 411 Length Required otherwise
-        length = f"Content-Length: {len(body) if body is not None else 0}\r\n" if body is not None or method not in (
-            "GET", "HEAD") else ""
+        length = (
+            f"Content-Length: {len(body) if body is not None else 0}\r\n"
+            if body is not None or method not in ("GET", "HEAD")
+            else ""
+        )
         head = f"{method} {target} HTTP/1.1\r\n{self.fixed_head}{header_lines}{length}\r\n".encode()
         try:
             sock.sendall(head + body if body else head)
@@ -199,17 +211,37 @@ class Connection:
 class HttpClient:
     """A simulated user's connection to the target; `call` times one request and records one Sample."""
 
-    def __init__(self, base_url: str, user: int, record: Callable[[Sample], None], *, timeout_s: float,
-                 connect_timeout_s: float, gauge: InflightGauge | None = None, limiter=None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        user: int,
+        record: Callable[[Sample], None],
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        gauge: InflightGauge | None = None,
+        limiter=None,
+    ) -> None:
         scheme, host, port, self.prefix = parse_base_url(base_url)
         self.connection = Connection(scheme, host, port, timeout_s, connect_timeout_s)
         self.user, self.record, self.gauge, self.limiter = user, record, gauge or InflightGauge(), limiter
         self.headers: dict[str, str] = {}  # sent with every request (e.g. Authorization)
         self.intended_ns: int | None = None  # open model: the next call's scheduled start (perf_counter_ns)
 
-    def call(self, name: str, method: str, path: str, *, query: dict | None = None, form: dict | None = None,
-             json=None, headers: dict | None = None, expect=OK_STATUSES, check: Check | None = None,
-             intended_ns: int | None = None) -> Reply:
+    def call(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        query: dict | None = None,
+        form: dict | None = None,
+        json=None,
+        headers: dict | None = None,
+        expect=OK_STATUSES,
+        check: Check | None = None,
+        intended_ns: int | None = None,
+    ) -> Reply:
         """Send one request, record exactly one Sample, and return the Reply (never raises for the target's faults)."""
         url = self.prefix + path + ("?" + urlencode(query) if query else "")
         body, header_lines = _encode(form, json, self.headers, headers)
@@ -224,11 +256,14 @@ class HttpClient:
                 self.limiter.release()
         error, message = _judge(reply, expect, check)
         self.record(sample._replace(error=error, message=message) if error else sample)
-        return reply if reply.error == error else Reply(reply.status, reply.body, reply.content_type, error,
-                                                        reply.latency_us)
+        return (
+            reply
+            if reply.error == error
+            else Reply(reply.status, reply.body, reply.content_type, error, reply.latency_us)
+        )
 
     def _send(self, name, method, url, body, header_lines, wait_start_ns) -> tuple[Reply, Sample]:
-        with (self.gauge if method != "GET" else _NO_GAUGE) as inflight:
+        with self.gauge if method != "GET" else _NO_GAUGE as inflight:
             start_s, start_ns = time.time(), time.perf_counter_ns()
             error = ""
             try:
@@ -236,15 +271,29 @@ class HttpClient:
             except ConnectFailed as exc:
                 status, data, content_type, error = 0, exc.message.encode(), "text/plain", exc.kind
             except httptools.HttpParserError as exc:
-                status, data, content_type, error = 0, f"malformed response: {exc}".encode(), "text/plain", "read"
+                status, data, content_type, error = (
+                    0,
+                    f"malformed response: {exc}".encode(),
+                    "text/plain",
+                    "read",
+                )
             except Exception as exc:  # classify_exception re-raises anything that is not a network fault
                 error, message = classify_exception(exc)
                 status, data, content_type = 0, message.encode(), "text/plain"
             end_ns = time.perf_counter_ns()
         latency_us = (end_ns - start_ns) // 1000
         reply = Reply(status, data, content_type, error, latency_us)
-        sample = Sample(name, status, error, data.decode() if error else "", latency_us, start_s, self.user,
-                        max(0, start_ns - wait_start_ns) // 1000 if wait_start_ns else 0, inflight)
+        sample = Sample(
+            name,
+            status,
+            error,
+            data.decode() if error else "",
+            latency_us,
+            start_s,
+            self.user,
+            max(0, start_ns - wait_start_ns) // 1000 if wait_start_ns else 0,
+            inflight,
+        )
         return reply, sample
 
     def close(self) -> None:
@@ -275,6 +324,7 @@ def _judge(reply: Reply, expect, check: Check | None) -> tuple[str, str]:
         return classify_status(reply.status), body_message(reply.body, reply.content_type)
     return "", ""
 
+
 def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> None:
     """Any HTTP answer will do; no answer within the timeout raises TargetUnreachable."""
     client = HttpClient(base_url, -1, lambda sample: None, timeout_s=timeout_s, connect_timeout_s=timeout_s)
@@ -283,7 +333,12 @@ def check_reachable(base_url: str, timeout_s: float = REACHABLE_TIMEOUT_S) -> No
     finally:
         client.close()
     if reply.error:
-        why = {"connect": "nothing accepts connections there", "timeout": f"no answer within {timeout_s:g} s",
-               "read": "the connection broke or the answer was not HTTP"}
-        raise TargetUnreachable(f"target {base_url} is unreachable ({why.get(reply.error, reply.body.decode())}): "
-                                "start the server or fix --base-url")
+        why = {
+            "connect": "nothing accepts connections there",
+            "timeout": f"no answer within {timeout_s:g} s",
+            "read": "the connection broke or the answer was not HTTP",
+        }
+        raise TargetUnreachable(
+            f"target {base_url} is unreachable ({why.get(reply.error, reply.body.decode())}): "
+            "start the server or fix --base-url"
+        )

@@ -1,4 +1,5 @@
 """Scale-out on Dask distributed: the same worker function on Dask workers, stats back over a Dask queue."""
+
 from __future__ import annotations
 
 import collections
@@ -11,13 +12,19 @@ import signal
 import threading
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from amanflix_stress import __version__
 from amanflix_stress.engine.aggregator import WorkerState
-from amanflix_stress.engine.coordinator import READY_GRACE_S, WORKER_SILENCE_S, Coordinator, RunPlan, RunResult
-from amanflix_stress.errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
+from amanflix_stress.engine.coordinator import (
+    READY_GRACE_S,
+    WORKER_SILENCE_S,
+    Coordinator,
+    RunPlan,
+    RunResult,
+)
 from amanflix_stress.engine.worker import run_worker
+from amanflix_stress.errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
 
 try:  # an optional extra: without it only --cluster is unavailable
     import dask
@@ -33,8 +40,10 @@ LIVENESS_EVERY_S = 1.0  # how often the coordinator asks the scheduler which Das
 GO_GRACE_S = 30.0  # a worker that never hears go gives up this long after the coordinator would have started
 REAP_WAIT_S = 5.0  # after every share said done (or was lost), how long their Dask tasks may take to return
 RESTART_TIMEOUT_S = 20.0  # last resort: restarting a Dask worker whose share ignored the stop
-REFUSED = ("this share was started again by Dask after its first Dask worker was lost; "
-           "refused so the load is not doubled")
+REFUSED = (
+    "this share was started again by Dask after its first Dask worker was lost; "
+    "refused so the load is not doubled"
+)
 
 
 class ClusterUnreachable(StressError):
@@ -50,8 +59,10 @@ def parse_address(address: str) -> tuple[str, str | int]:
         return "local", int(local.group(1))
     if re.fullmatch(r"(tcp|tls)://[^\s/:]+:\d{1,5}", address):
         return "remote", address
-    raise UsageError(f"--cluster {address!r}: expected tcp://HOST:PORT (a running 'dask scheduler') "
-                     f"or local:N with N from 1 to {LOCAL_MAX_PROCESSES}")
+    raise UsageError(
+        f"--cluster {address!r}: expected tcp://HOST:PORT (a running 'dask scheduler') "
+        f"or local:N with N from 1 to {LOCAL_MAX_PROCESSES}"
+    )
 
 
 def require_dask() -> None:
@@ -59,8 +70,13 @@ def require_dask() -> None:
         raise UsageError(f"--cluster needs Dask, which is not installed: {INSTALL_HINT}")
 
 
-def run_on_cluster(address: str, plan: RunPlan, on_progress: Callable[[dict], None] | None = None,
-                   workers_given: bool = False, on_start: Callable[[float], None] | None = None) -> RunResult:
+def run_on_cluster(
+    address: str,
+    plan: RunPlan,
+    on_progress: Callable[[dict], None] | None = None,
+    workers_given: bool = False,
+    on_start: Callable[[float], None] | None = None,
+) -> RunResult:
     """Run the plan on the Dask cluster at `address`; one share per Dask worker thread unless --workers says."""
     require_dask()
     with connect(address) as client:
@@ -74,7 +90,7 @@ def run_on_cluster(address: str, plan: RunPlan, on_progress: Callable[[dict], No
 
 
 @contextlib.contextmanager
-def connect(address: str) -> Iterator["distributed.Client"]:
+def connect(address: str) -> Iterator[distributed.Client]:
     """A client on the cluster (started here for local:N), checked to run our version; closed on exit."""
     kind, where = parse_address(address)
     with contextlib.ExitStack() as stack:
@@ -86,13 +102,20 @@ def connect(address: str) -> Iterator["distributed.Client"]:
         yield client
 
 
-def start_local_cluster(processes: int) -> "distributed.LocalCluster":
+def start_local_cluster(processes: int) -> distributed.LocalCluster:
     """N single-threaded worker processes on loopback, no dashboard, no memory limit, lost tasks never re-run."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), _sigint_ignored():
-        return distributed.LocalCluster(n_workers=processes, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
-                                        scheduler_kwargs={"dashboard": False}, memory_limit=0,
-                                        silence_logs=logging.ERROR)
+        return distributed.LocalCluster(
+            n_workers=processes,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
+            memory_limit=0,
+            silence_logs=logging.ERROR,
+        )
 
 
 @contextlib.contextmanager
@@ -108,37 +131,47 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _client(address: str) -> "distributed.Client":
+def _client(address: str) -> distributed.Client:
     try:
-        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, name="amanflix-stress")
+        return distributed.Client(
+            address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, name="amanflix-stress"
+        )
     except (OSError, TimeoutError) as exc:
-        raise ClusterUnreachable(f"no Dask scheduler answered at {address} within {CONNECT_TIMEOUT_S:.0f} s "
-                                 f"({type(exc).__name__}): start 'dask scheduler' there or fix --cluster") from None
+        raise ClusterUnreachable(
+            f"no Dask scheduler answered at {address} within {CONNECT_TIMEOUT_S:.0f} s "
+            f"({type(exc).__name__}): start 'dask scheduler' there or fix --cluster"
+        ) from None
 
 
-def check_workers(client: "distributed.Client", address: str) -> None:
+def check_workers(client: distributed.Client, address: str) -> None:
     """At least one Dask worker, and every one of them runs this version of amanflix-stress."""
     try:
         client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError):
-        raise SetupFailed(f"the Dask scheduler at {address} has no workers: run 'dask worker {address}' "
-                          "on each load machine") from None
+        raise SetupFailed(
+            f"the Dask scheduler at {address} has no workers: run 'dask worker {address}' "
+            "on each load machine"
+        ) from None
     try:
         versions = client.run(worker_version)
     except Exception as exc:  # a worker that cannot even unpickle our function lacks the package
-        raise SetupFailed(f"a Dask worker cannot run amanflix-stress ({type(exc).__name__}): "
-                          f"{INSTALL_HINT} on every worker machine") from None
+        raise SetupFailed(
+            f"a Dask worker cannot run amanflix-stress ({type(exc).__name__}): "
+            f"{INSTALL_HINT} on every worker machine"
+        ) from None
     wrong = {addr: v for addr, v in versions.items() if v != __version__}
     for addr, version in sorted(wrong.items())[:1]:
-        raise SetupFailed(f"Dask worker {addr} has amanflix-stress {version}, this is {__version__}: "
-                          "install the same version on every machine")
+        raise SetupFailed(
+            f"Dask worker {addr} has amanflix-stress {version}, this is {__version__}: "
+            "install the same version on every machine"
+        )
 
 
 def worker_version() -> str:
     return __version__
 
 
-def worker_slots(client: "distributed.Client") -> list[str]:
+def worker_slots(client: distributed.Client) -> list[str]:
     """One entry per Dask worker thread, interleaved across workers, so shares spread over machines first."""
     workers = client.scheduler_info()["workers"]
     depth = max((w["nthreads"] for w in workers.values()), default=0)
@@ -150,15 +183,17 @@ def share_caps(max_concurrent: int, shares: int) -> list[int]:
     if max_concurrent <= 0:
         return [0] * shares
     if max_concurrent < shares:
-        raise UsageError(f"--max-concurrent {max_concurrent} is below the {shares} shares on the cluster, and each "
-                         f"share needs one slot: raise it or pass --workers {max_concurrent}")
+        raise UsageError(
+            f"--max-concurrent {max_concurrent} is below the {shares} shares on the cluster, and each "
+            f"share needs one slot: raise it or pass --workers {max_concurrent}"
+        )
     return [max_concurrent // shares + (1 if i < max_concurrent % shares else 0) for i in range(shares)]
 
 
 class ResultStream:
     """The coordinator's end of the results: a Dask queue read like a multiprocessing queue."""
 
-    def __init__(self, dask_queue: "distributed.Queue") -> None:
+    def __init__(self, dask_queue: distributed.Queue) -> None:
         self.queue = dask_queue
         self.buffer: collections.deque = collections.deque()
         self.lost: str = ""  # why the scheduler stopped answering, if it did
@@ -189,7 +224,7 @@ class ResultStream:
 class ResultSender:
     """A worker's end: each message pickled, so tuples and payloads arrive exactly as a local queue delivers them."""
 
-    def __init__(self, dask_queue: "distributed.Queue") -> None:
+    def __init__(self, dask_queue: distributed.Queue) -> None:
         self.queue = dask_queue
 
     def put(self, message: tuple) -> None:
@@ -199,7 +234,7 @@ class ResultSender:
 class ClusterControl:
     """The coordinator's end of stop and go. A signal handler only sets a local flag; the run loop publishes it."""
 
-    def __init__(self, client: "distributed.Client", prefix: str) -> None:
+    def __init__(self, client: distributed.Client, prefix: str) -> None:
         self.names = {"results": f"{prefix}-results", "stop": f"{prefix}-stop", "go": f"{prefix}-go"}
         self.stop = threading.Event()
         self.remote_stop = distributed.Event(self.names["stop"], client=client)
@@ -224,9 +259,11 @@ class ClusterControl:
 class RemoteControl:
     """A worker's view: a local stop flag fed by the scheduler's stop event, go, and its part of the in-flight cap."""
 
-    def __init__(self, client: "distributed.Client", spec: dict) -> None:
+    def __init__(self, client: distributed.Client, spec: dict) -> None:
         self.stop = threading.Event()
-        self.limiter = threading.BoundedSemaphore(spec["max_concurrent"]) if spec["max_concurrent"] > 0 else None
+        self.limiter = (
+            threading.BoundedSemaphore(spec["max_concurrent"]) if spec["max_concurrent"] > 0 else None
+        )
         self.go = distributed.Event(spec["go"], client=client)
         self.remote_stop = distributed.Event(spec["stop"], client=client)
         self.give_up_mono = time.monotonic() + spec["go_timeout_s"]
@@ -280,7 +317,7 @@ def run_claimed(share: dict, results: ResultSender, control: RemoteControl) -> N
 class DaskCoordinator(Coordinator):
     """The local coordinator's run, with each worker's share a Dask task instead of a local process."""
 
-    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None, client: "distributed.Client"):
+    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None, client: distributed.Client):
         self.client = client
         self.prefix = f"amanflix-stress-{plan.run_id}-{uuid.uuid4().hex[:8]}"
         super().__init__(plan, on_progress)
@@ -305,10 +342,22 @@ class DaskCoordinator(Coordinator):
         address = self.slots[wid % len(self.slots)]
         claim = self.claims[wid] = distributed.Queue(f"{self.prefix}-claim-{wid}", client=self.client)
         claim.put(wid)  # the one ticket: a second start of this share finds none
-        spec = {**self.control.names, "claim": claim.name, "max_concurrent": self.caps[wid],
-                "go_timeout_s": self.plan.setup_timeout_s + READY_GRACE_S + GO_GRACE_S}
-        self.futures[wid] = self.client.submit(run_share, share, spec, key=f"{self.prefix}-worker-{wid}",
-                                               pure=False, retries=0, workers=[address], allow_other_workers=False)
+        spec = {
+            **self.control.names,
+            "claim": claim.name,
+            "max_concurrent": self.caps[wid],
+            "go_timeout_s": self.plan.setup_timeout_s + READY_GRACE_S + GO_GRACE_S,
+        }
+        self.futures[wid] = self.client.submit(
+            run_share,
+            share,
+            spec,
+            key=f"{self.prefix}-worker-{wid}",
+            pure=False,
+            retries=0,
+            workers=[address],
+            allow_other_workers=False,
+        )
         self.placement[wid] = address
         self.aggregator.workers[wid] = WorkerState(wid, users=len(share["users"]), host=address)
 
@@ -327,9 +376,15 @@ class DaskCoordinator(Coordinator):
             if lost:
                 self._drain()
                 if state.status != "done":
-                    state.status, state.detail = "died", f"{lost}; its {state.users} users stopped, not re-run"
+                    state.status, state.detail = (
+                        "died",
+                        f"{lost}; its {state.users} users stopped, not re-run",
+                    )
             elif now - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
-                state.status, state.detail = "hung", f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost"
+                state.status, state.detail = (
+                    "hung",
+                    f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost",
+                )
 
     def _alive_workers(self) -> set[str] | None:
         """The Dask workers the scheduler knows, or None when the scheduler is out of reach."""
@@ -377,12 +432,18 @@ class DaskCoordinator(Coordinator):
 
     def _restart_stuck(self) -> None:
         """The last resort, for a share that ignored both the stop event and its own deadline."""
-        stuck = {w: self.placement[w] for w, f in self.futures.items()
-                 if not f.done() and self.aggregator.workers[w].status != "died"}
+        stuck = {
+            w: self.placement[w]
+            for w, f in self.futures.items()
+            if not f.done() and self.aggregator.workers[w].status != "died"
+        }
         if not stuck:
             return
-        self.client.restart_workers(sorted(set(stuck.values())), timeout=RESTART_TIMEOUT_S, raise_for_error=False)
+        self.client.restart_workers(
+            sorted(set(stuck.values())), timeout=RESTART_TIMEOUT_S, raise_for_error=False
+        )
         for wid in stuck:
             state = self.aggregator.workers[wid]
-            state.detail = (state.detail + "; " if state.detail else "") + "its Dask worker was restarted to stop it"
-
+            state.detail = (
+                state.detail + "; " if state.detail else ""
+            ) + "its Dask worker was restarted to stop it"

@@ -1,4 +1,5 @@
 """The coordinator: starts worker processes with their share of the plan, paces the run, stops it, collects."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -7,8 +8,8 @@ import queue
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from amanflix_stress.engine.aggregator import Aggregator, WorkerState
 from amanflix_stress.engine.client import check_reachable
@@ -82,7 +83,6 @@ class LocalControl:
         self.go.set()
 
 
-
 def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
     """Each worker's [user index, start offset s] pairs: user i starts at i / spawn_rate, round robin."""
     n_workers = max(1, min(plan.workers, plan.users))
@@ -94,13 +94,31 @@ def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
 
 def worker_shares(plan: RunPlan, shared: dict) -> list[dict]:
     """One plain, picklable dict per worker: all it needs to run its users anywhere."""
-    common = {k: getattr(plan, k) for k in ("run_id", "base_url", "behaviour_path", "settings", "duration_s", "timeout_s",
-                                             "connect_timeout_s", "interval_s", "seed", "setup_concurrency",
-                                             "setup_timeout_s", "teardown_timeout_s", "rate", "stages",
-                                             "pin_cores")}
+    common = {
+        k: getattr(plan, k)
+        for k in (
+            "run_id",
+            "base_url",
+            "behaviour_path",
+            "settings",
+            "duration_s",
+            "timeout_s",
+            "connect_timeout_s",
+            "interval_s",
+            "seed",
+            "setup_concurrency",
+            "setup_timeout_s",
+            "teardown_timeout_s",
+            "rate",
+            "stages",
+            "pin_cores",
+        )
+    }
     schedule = user_schedule(plan)
-    return [{**common, "worker_id": wid, "workers": len(schedule), "users": users, "shared": shared}
-            for wid, users in enumerate(schedule)]
+    return [
+        {**common, "worker_id": wid, "workers": len(schedule), "users": users, "shared": shared}
+        for wid, users in enumerate(schedule)
+    ]
 
 
 def _worker_process_main(share: dict, results, control) -> None:
@@ -159,27 +177,41 @@ class Coordinator:
     def _drive(self, shares: list[dict]) -> float:
         for share in shares:
             self._launch(share)
-        self._pump_until(lambda: self._all_settled(("ready", "done", "died", "hung")),
-                         self.plan.setup_timeout_s + READY_GRACE_S)
+        self._pump_until(
+            lambda: self._all_settled(("ready", "done", "died", "hung")),
+            self.plan.setup_timeout_s + READY_GRACE_S,
+        )
         start_s = time.time()
         self.aggregator.begin(start_s)
         self.on_start(start_s)
         if not self.control.stop.is_set():
             self.control.set_go(start_s)
         deadline = time.monotonic() + self.plan.duration_s
-        self._pump_until(lambda: time.monotonic() >= deadline or self._all_settled(("done", "died", "hung")), None)
-        self.stop_reason = self.stop_reason or ("deadline" if time.monotonic() >= deadline else "all workers ended")
+        self._pump_until(
+            lambda: time.monotonic() >= deadline or self._all_settled(("done", "died", "hung")), None
+        )
+        self.stop_reason = self.stop_reason or (
+            "deadline" if time.monotonic() >= deadline else "all workers ended"
+        )
         self.control.stop.set()
-        self._pump_until(lambda: self._all_settled(("done", "died", "hung")),
-                         self.plan.timeout_s + self.plan.teardown_timeout_s + 5.0)
+        self._pump_until(
+            lambda: self._all_settled(("done", "died", "hung")),
+            self.plan.timeout_s + self.plan.teardown_timeout_s + 5.0,
+        )
         return start_s
 
     def _launch(self, share: dict) -> None:
-        process = self.ctx.Process(target=_worker_process_main, args=(share, self.results, self.control),
-                                   name=f"amanflix-stress-worker-{share['worker_id']}", daemon=True)
+        process = self.ctx.Process(
+            target=_worker_process_main,
+            args=(share, self.results, self.control),
+            name=f"amanflix-stress-worker-{share['worker_id']}",
+            daemon=True,
+        )
         process.start()
         self.processes[share["worker_id"]] = process
-        self.aggregator.workers[share["worker_id"]] = WorkerState(share["worker_id"], users=len(share["users"]))
+        self.aggregator.workers[share["worker_id"]] = WorkerState(
+            share["worker_id"], users=len(share["users"])
+        )
 
     def _pump_until(self, done: Callable[[], bool], timeout_s: float | None) -> None:
         """Handle messages until done() or the timeout; notices dead and silent workers on the way."""
@@ -215,9 +247,15 @@ class Coordinator:
             if not process.is_alive():
                 self._drain()
                 if state.status != "done":
-                    state.status, state.detail = "died", f"exit code {process.exitcode}; its {state.users} users stopped"
+                    state.status, state.detail = (
+                        "died",
+                        f"exit code {process.exitcode}; its {state.users} users stopped",
+                    )
             elif time.monotonic() - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
-                state.status, state.detail = "hung", f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost"
+                state.status, state.detail = (
+                    "hung",
+                    f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost",
+                )
 
     def _all_settled(self, statuses: tuple[str, ...]) -> bool:
         return all(self.aggregator.workers[w].status in statuses for w in self.processes)

@@ -1,4 +1,5 @@
 """Generator self-health: a worker's CPU, thread saturation and schedule lag, and whether the run was degraded."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,9 @@ import time
 
 from amanflix_stress.engine import histogram
 
-CPU_LIMIT_CORES = 0.8  # a worker above this share of a core is the bottleneck: its timings include its own queueing
+CPU_LIMIT_CORES = (
+    0.8  # a worker above this share of a core is the bottleneck: its timings include its own queueing
+)
 LAG_LIMIT_MS = 25.0  # p99 schedule lag above this: threads woke that late, so latencies carry the delay
 
 
@@ -59,8 +62,15 @@ class HealthMeter:
         hist = histogram.empty()
         if lags:
             histogram.record(hist, lags)
-        return {"cpu_s": self.cpu_clock(), "wall_s": self.wall_clock(), "lag": histogram.to_sparse(hist),
-                "lag_max_us": max(lags, default=0), "busy_sum": busy_sum, "busy_samples": samples, "threads": threads}
+        return {
+            "cpu_s": self.cpu_clock(),
+            "wall_s": self.wall_clock(),
+            "lag": histogram.to_sparse(hist),
+            "lag_max_us": max(lags, default=0),
+            "busy_sum": busy_sum,
+            "busy_samples": samples,
+            "threads": threads,
+        }
 
 
 class WorkerHealth:
@@ -78,7 +88,9 @@ class WorkerHealth:
     def add(self, snap: dict) -> None:
         clocks = (snap["cpu_s"], snap["wall_s"])
         if self.last and clocks[1] > self.last[1]:
-            self.cpu_peak_cores = max(self.cpu_peak_cores, (clocks[0] - self.last[0]) / (clocks[1] - self.last[1]))
+            self.cpu_peak_cores = max(
+                self.cpu_peak_cores, (clocks[0] - self.last[0]) / (clocks[1] - self.last[1])
+            )
         self.first, self.last = self.first or clocks, clocks
         self.lag_hist += histogram.from_sparse(*snap["lag"])
         self.lag_max_us = max(self.lag_max_us, snap["lag_max_us"])
@@ -93,13 +105,24 @@ class WorkerHealth:
             cpu = round((self.last[0] - self.first[0]) / (self.last[1] - self.first[1]), 3)
         lag = [None, None]
         if self.lag_hist.any():
-            lag = [round(v / 1000.0, 3) for v in histogram.percentiles_us(self.lag_hist, (50, 99), 0, self.lag_max_us)]
+            lag = [
+                round(v / 1000.0, 3)
+                for v in histogram.percentiles_us(self.lag_hist, (50, 99), 0, self.lag_max_us)
+            ]
         busy = None
         if self.busy_samples and self.threads:
             busy = round(self.busy_sum / self.busy_samples / self.threads, 3)
-        return {"core": self.core, "cpu_cores": cpu, "cpu_peak_cores": round(self.cpu_peak_cores, 3),
-                "lag_p50_ms": lag[0], "lag_p99_ms": lag[1], "lag_max_ms": round(self.lag_max_us / 1000.0, 3),
-                "lag_samples": int(self.lag_hist.sum()), "threads": self.threads, "busy_share": busy}
+        return {
+            "core": self.core,
+            "cpu_cores": cpu,
+            "cpu_peak_cores": round(self.cpu_peak_cores, 3),
+            "lag_p50_ms": lag[0],
+            "lag_p99_ms": lag[1],
+            "lag_max_ms": round(self.lag_max_us / 1000.0, 3),
+            "lag_samples": int(self.lag_hist.sum()),
+            "threads": self.threads,
+            "busy_share": busy,
+        }
 
 
 def degraded_reasons(rows: list[dict]) -> list[str]:
@@ -108,19 +131,26 @@ def degraded_reasons(rows: list[dict]) -> list[str]:
     reasons = []
     for row in rows:
         if row.get("cpu_cores") is not None and row["cpu_cores"] > cpu_limit:
-            reasons.append(f"worker {row['id']} used {row['cpu_cores']:.2f} cores of CPU (limit {cpu_limit:.2f})")
+            reasons.append(
+                f"worker {row['id']} used {row['cpu_cores']:.2f} cores of CPU (limit {cpu_limit:.2f})"
+            )
         if row.get("lag_p99_ms") is not None and row["lag_p99_ms"] > lag_limit_ms:
-            reasons.append(f"worker {row['id']} threads woke {row['lag_p99_ms']:.1f} ms late at p99 "
-                           f"(limit {lag_limit_ms:.0f} ms)")
+            reasons.append(
+                f"worker {row['id']} threads woke {row['lag_p99_ms']:.1f} ms late at p99 "
+                f"(limit {lag_limit_ms:.0f} ms)"
+            )
     return reasons
 
 
 def health_report(rows: list[dict]) -> dict:
     """The report's health section: each worker's figures, the limits, and the degraded verdict."""
     reasons = degraded_reasons(rows)
-    return {"workers": rows, "degraded": bool(reasons), "reasons": reasons,
-            "limits": {"cpu_cores": CPU_LIMIT_CORES, "lag_p99_ms": LAG_LIMIT_MS}}
-
+    return {
+        "workers": rows,
+        "degraded": bool(reasons),
+        "reasons": reasons,
+        "limits": {"cpu_cores": CPU_LIMIT_CORES, "lag_p99_ms": LAG_LIMIT_MS},
+    }
 
 
 def verdict_note(health: dict | None) -> str:

@@ -1,4 +1,5 @@
 """Mergeable log-linear latency histograms (HdrHistogram's layout) in numpy integer arrays, microseconds."""
+
 import numpy as np
 
 SUB_BUCKET_BITS = 8  # 256 sub-buckets; the upper half of each doubling keeps 128 slots: <= 0.78% width

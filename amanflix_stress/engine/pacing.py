@@ -1,11 +1,14 @@
 """Open-model pacing: when each arrival is due, as pure functions of the rate stages and the time passed in."""
+
 from __future__ import annotations
 
 import math
 import threading
 from typing import NamedTuple
 
-LATE_AFTER_S = 0.010  # an arrival sent later than this after its due time is counted late (a scheduler tick or two)
+LATE_AFTER_S = (
+    0.010  # an arrival sent later than this after its due time is counted late (a scheduler tick or two)
+)
 DROP_AFTER_S = 1.0  # an arrival no user thread could take within this long is dropped and counted, not sent
 
 
@@ -65,7 +68,7 @@ def arrival_time_s(segments: list[Segment], k: int) -> float | None:
             return seg.start_s
         half_slope = (seg.to_rate - seg.from_rate) / seg.duration_s / 2.0
         # the root of half_slope*x^2 + from_rate*x = need, in the form that is stable when half_slope ~ 0
-        root = math.sqrt(max(seg.from_rate ** 2 + 4.0 * half_slope * need, 0.0))
+        root = math.sqrt(max(seg.from_rate**2 + 4.0 * half_slope * need, 0.0))
         return seg.start_s + min(2.0 * need / (seg.from_rate + root), seg.duration_s)
     return None
 
@@ -76,8 +79,13 @@ class ArrivalSchedule:
     The clock is passed in: `take(now_s)` with seconds since the run's start. Thread-safe.
     """
 
-    def __init__(self, segments: list[Segment], worker_id: int = 0, workers: int = 1,
-                 drop_after_s: float = DROP_AFTER_S) -> None:
+    def __init__(
+        self,
+        segments: list[Segment],
+        worker_id: int = 0,
+        workers: int = 1,
+        drop_after_s: float = DROP_AFTER_S,
+    ) -> None:
         self.segments, self.step, self.drop_after_s = segments, workers, drop_after_s
         self.next_k = worker_id
         self.taken = self.dropped = self.late = 0

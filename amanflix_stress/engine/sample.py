@@ -1,4 +1,5 @@
 """The Sample record: the one piece of plain data every stage of the data path passes on."""
+
 from typing import NamedTuple
 
 

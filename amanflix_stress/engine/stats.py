@@ -1,4 +1,5 @@
 """Mergeable run statistics: histograms per endpoint x outcome, error groups and per-user tallies."""
+
 from __future__ import annotations
 
 import math
@@ -77,8 +78,13 @@ class Series:
         return histogram.percentiles_us(self.response_hist, ps, self.min_us, self.response_max_us)
 
     def to_plain(self) -> dict:
-        plain = {"hist": histogram.to_sparse(self.hist), "count": self.count, "sum_us": self.sum_us,
-                 "min_us": self.min_us, "max_us": self.max_us}
+        plain = {
+            "hist": histogram.to_sparse(self.hist),
+            "count": self.count,
+            "sum_us": self.sum_us,
+            "min_us": self.min_us,
+            "max_us": self.max_us,
+        }
         if self.response_hist is not None:
             plain["response_hist"] = histogram.to_sparse(self.response_hist)
             plain["response_max_us"] = self.response_max_us
@@ -86,8 +92,13 @@ class Series:
 
     @classmethod
     def from_plain(cls, plain: dict) -> Series:
-        series = cls(hist=histogram.from_sparse(*plain["hist"]), count=plain["count"], sum_us=plain["sum_us"],
-                     min_us=plain["min_us"], max_us=plain["max_us"])
+        series = cls(
+            hist=histogram.from_sparse(*plain["hist"]),
+            count=plain["count"],
+            sum_us=plain["sum_us"],
+            min_us=plain["min_us"],
+            max_us=plain["max_us"],
+        )
         if "response_hist" in plain:
             series.response_hist = histogram.from_sparse(*plain["response_hist"])
             series.response_max_us = plain["response_max_us"]
@@ -128,15 +139,29 @@ class ErrorGroup:
         self.inflight_max = max(self.inflight_max, other.inflight_max)
 
     def to_plain(self) -> dict:
-        return {"count": self.count, "first_s": self.first_s, "last_s": self.last_s,
-                "endpoints": dict(self.endpoints), "users": [[u, n] for u, n in self.users.items()],
-                "example": self.example, "inflight_sum": self.inflight_sum, "inflight_max": self.inflight_max}
+        return {
+            "count": self.count,
+            "first_s": self.first_s,
+            "last_s": self.last_s,
+            "endpoints": dict(self.endpoints),
+            "users": [[u, n] for u, n in self.users.items()],
+            "example": self.example,
+            "inflight_sum": self.inflight_sum,
+            "inflight_max": self.inflight_max,
+        }
 
     @classmethod
     def from_plain(cls, plain: dict) -> ErrorGroup:
-        return cls(count=plain["count"], first_s=plain["first_s"], last_s=plain["last_s"],
-                   endpoints=dict(plain["endpoints"]), users={u: n for u, n in plain["users"]},
-                   example=plain["example"], inflight_sum=plain["inflight_sum"], inflight_max=plain["inflight_max"])
+        return cls(
+            count=plain["count"],
+            first_s=plain["first_s"],
+            last_s=plain["last_s"],
+            endpoints=dict(plain["endpoints"]),
+            users={u: n for u, n in plain["users"]},
+            example=plain["example"],
+            inflight_sum=plain["inflight_sum"],
+            inflight_max=plain["inflight_max"],
+        )
 
 
 def _add_counts(into: dict, other: dict) -> None:
@@ -199,12 +224,16 @@ class Stats:
         return merged
 
     def to_plain(self) -> dict:
-        return {"series": [[n, o, s.to_plain()] for (n, o), s in self.series.items()],
-                "errors": [[k, st, m, g.to_plain()] for (k, st, m), g in self.errors.items()],
-                "users": [[u, dict(t)] for u, t in self.users.items()]}
+        return {
+            "series": [[n, o, s.to_plain()] for (n, o), s in self.series.items()],
+            "errors": [[k, st, m, g.to_plain()] for (k, st, m), g in self.errors.items()],
+            "users": [[u, dict(t)] for u, t in self.users.items()],
+        }
 
     @classmethod
     def from_plain(cls, plain: dict) -> Stats:
-        return cls(series={(n, o): Series.from_plain(s) for n, o, s in plain["series"]},
-                   errors={(k, st, m): ErrorGroup.from_plain(g) for k, st, m, g in plain["errors"]},
-                   users={u: dict(t) for u, t in plain["users"]})
+        return cls(
+            series={(n, o): Series.from_plain(s) for n, o, s in plain["series"]},
+            errors={(k, st, m): ErrorGroup.from_plain(g) for k, st, m, g in plain["errors"]},
+            users={u: dict(t) for u, t in plain["users"]},
+        )

@@ -1,11 +1,12 @@
 """Simulated users: the seam every behaviour plugs into, and the plain weighted-list-of-calls user."""
+
 from __future__ import annotations
 
 import importlib
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from amanflix_stress.engine.client import HttpClient
 
@@ -83,7 +84,14 @@ class HttpListUser(User):
 
     def step(self) -> None:
         call = self.ctx.rng.choices(self.calls, self.weights)[0]
-        self.client.call(call.get("name") or f"{call['method']} {call['path']}", call["method"], call["path"],
-                         query=call.get("query"), form=call.get("form"), json=call.get("json"),
-                         headers=call.get("headers"), expect=call.get("expect") or range(200, 400))
+        self.client.call(
+            call.get("name") or f"{call['method']} {call['path']}",
+            call["method"],
+            call["path"],
+            query=call.get("query"),
+            form=call.get("form"),
+            json=call.get("json"),
+            headers=call.get("headers"),
+            expect=call.get("expect") or range(200, 400),
+        )
         self.ctx.think()

@@ -1,4 +1,5 @@
 """A worker: runs its share of the simulated users on threads and ships batched stats over a queue."""
+
 from __future__ import annotations
 
 import collections
@@ -46,8 +47,15 @@ class Worker:
 
     def run(self) -> None:
         core = pin_to_core(self.id) if self.share.get("pin_cores", True) else None
-        self.send("hello", {"pid": os.getpid(), "host": socket.gethostname(), "users": len(self.share["users"]),
-                            "core": core})
+        self.send(
+            "hello",
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "users": len(self.share["users"]),
+                "core": core,
+            },
+        )
         everyone = [self.make_user(index) for index, _offset in self.share["users"]]
         ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], self.share["setup_timeout_s"])
         users = [u for u, ok in zip(everyone, ready) if ok is True]
@@ -64,21 +72,41 @@ class Worker:
             for key, count in user.counters().items():
                 counters[key] = counters.get(key, 0) + count
             user.close()
-        self.send("done", {"users": len(users), "hung_users": sum(t.is_alive() for t in self.threads),
-                           "counters": counters})
+        self.send(
+            "done",
+            {
+                "users": len(users),
+                "hung_users": sum(t.is_alive() for t in self.threads),
+                "counters": counters,
+            },
+        )
 
     def make_user(self, index: int) -> User:
         share = self.share
-        ctx = UserContext(index=index, worker_id=self.id, run_id=share["run_id"], base_url=share["base_url"],
-                          settings=share["settings"], shared=share.get("shared", {}), stop=self.stop,
-                          rng=random.Random(f"{share['seed']}:{index}"), new_client=lambda: self.new_client(index),
-                          open_model=self.schedule is not None)
+        ctx = UserContext(
+            index=index,
+            worker_id=self.id,
+            run_id=share["run_id"],
+            base_url=share["base_url"],
+            settings=share["settings"],
+            shared=share.get("shared", {}),
+            stop=self.stop,
+            rng=random.Random(f"{share['seed']}:{index}"),
+            new_client=lambda: self.new_client(index),
+            open_model=self.schedule is not None,
+        )
         return behaviour_class(share["behaviour_path"])(ctx)
 
     def new_client(self, index: int) -> HttpClient:
-        client = HttpClient(self.share["base_url"], index, self.pending.append, timeout_s=self.share["timeout_s"],
-                            connect_timeout_s=self.share["connect_timeout_s"], gauge=self.gauge,
-                            limiter=getattr(self.control, "limiter", None))
+        client = HttpClient(
+            self.share["base_url"],
+            index,
+            self.pending.append,
+            timeout_s=self.share["timeout_s"],
+            connect_timeout_s=self.share["connect_timeout_s"],
+            gauge=self.gauge,
+            limiter=getattr(self.control, "limiter", None),
+        )
         self.clients.setdefault(index, []).append(client)
         return client
 
@@ -117,7 +145,9 @@ class Worker:
         self.flush(RUN_PHASE)
 
     def start_user(self, user: User) -> None:
-        thread = threading.Thread(target=self.user_loop, args=(user,), daemon=True, name=f"user-{user.ctx.index}")
+        thread = threading.Thread(
+            target=self.user_loop, args=(user,), daemon=True, name=f"user-{user.ctx.index}"
+        )
         self.active_users += 1
         self.threads.append(thread)
         thread.start()
@@ -154,7 +184,9 @@ class Worker:
             if due_s > now_s:
                 if self.stop.wait(due_s - now_s):
                     return
-                self.health.lag(self.elapsed_s() - due_s)  # an idle thread woke this late: the generator's lag
+                self.health.lag(
+                    self.elapsed_s() - due_s
+                )  # an idle thread woke this late: the generator's lag
             self.schedule.count_late(self.elapsed_s() - due_s)
             for client in clients:
                 client.intended_ns = self.origin_ns + int(due_s * 1e9)
@@ -207,17 +239,27 @@ class Worker:
         by_interval: dict[int, list[Sample]] = {}
         interval_s = self.share["interval_s"]
         for sample in samples:
-            by_interval.setdefault(self.interval_of(sample, interval_s) if phase == RUN_PHASE else -1,
-                                   []).append(sample)
+            by_interval.setdefault(
+                self.interval_of(sample, interval_s) if phase == RUN_PHASE else -1, []
+            ).append(sample)
         batches = []
         for index, group in by_interval.items():
             stats = Stats()
             stats.add_samples(group)
             batches.append([index, stats.to_plain()])
-        self.send("batch", {"phase": phase, "intervals": batches, "active_users": self.active_users,
-                            "inflight": self.gauge.value, "cpu_s": time.process_time(), "wall_s": time.time(),
-                            "health": self.health.snapshot(),
-                            "arrivals": self.schedule.counts() if self.schedule is not None else None})
+        self.send(
+            "batch",
+            {
+                "phase": phase,
+                "intervals": batches,
+                "active_users": self.active_users,
+                "inflight": self.gauge.value,
+                "cpu_s": time.process_time(),
+                "wall_s": time.time(),
+                "health": self.health.snapshot(),
+                "arrivals": self.schedule.counts() if self.schedule is not None else None,
+            },
+        )
 
     def send(self, kind: str, payload) -> None:
         self.results.put((kind, self.id, payload))

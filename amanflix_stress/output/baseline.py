@@ -1,4 +1,5 @@
 """Baseline comparison: this run's endpoints against an earlier report, flagging latency and error regressions."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ def load_baseline(path: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--baseline: cannot read {path} as a JSON report ({exc}); give a report.json "
-                         "written by 'amanflix-stress run'") from None
+        raise UsageError(
+            f"--baseline: cannot read {path} as a JSON report ({exc}); give a report.json "
+            "written by 'amanflix-stress run'"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
         raise UsageError(f"--baseline: {path} is not an amanflix-stress report (no endpoints table)")
     return data
@@ -27,15 +30,26 @@ def compare_endpoint(now: dict, before: dict, regression_pct: float) -> dict:
     p95_now, p95_before = now.get("p95_ms"), before.get("p95_ms")
     rate_now, rate_before = error_rate(now), error_rate(before)
     reasons = []
-    if p95_now is not None and p95_before is not None and p95_now - p95_before > NOISE_FLOOR_MS \
-            and p95_now > p95_before * (1 + regression_pct / 100):
+    if (
+        p95_now is not None
+        and p95_before is not None
+        and p95_now - p95_before > NOISE_FLOOR_MS
+        and p95_now > p95_before * (1 + regression_pct / 100)
+    ):
         reasons.append(f"p95 {p95_before:,.1f} -> {p95_now:,.1f} ms")
     if rate_now > rate_before + ERROR_RATE_SLACK:
         reasons.append(f"errors {rate_before:.2%} -> {rate_now:.2%}")
     change = round((p95_now / p95_before - 1) * 100, 1) if p95_now is not None and p95_before else None
-    return {"name": now["name"], "p95_ms_before": p95_before, "p95_ms_now": p95_now, "p95_change_pct": change,
-            "error_rate_before": round(rate_before, 6), "error_rate_now": round(rate_now, 6),
-            "regression": bool(reasons), "why": "; ".join(reasons)}
+    return {
+        "name": now["name"],
+        "p95_ms_before": p95_before,
+        "p95_ms_now": p95_now,
+        "p95_change_pct": change,
+        "error_rate_before": round(rate_before, 6),
+        "error_rate_now": round(rate_now, 6),
+        "regression": bool(reasons),
+        "why": "; ".join(reasons),
+    }
 
 
 def error_rate(row: dict) -> float:
@@ -46,26 +60,51 @@ def compare(report: dict, baseline: dict, against: str, regression_pct: float) -
     """Per endpoint in both runs: p95 and error rate before and now; new and vanished endpoints listed."""
     before = {row["name"]: row for row in baseline["endpoints"]}
     now = {row["name"]: row for row in report["endpoints"]}
-    rows = [compare_endpoint(now[name], before[name], regression_pct) for name in sorted(now) if name in before]
-    return {"against": against, "against_run_id": baseline.get("meta", {}).get("run_id"),
-            "against_started_at": baseline.get("meta", {}).get("started_at"), "regression_pct": regression_pct,
-            "endpoints": rows, "regressions": sum(r["regression"] for r in rows),
-            "new_endpoints": sorted(set(now) - set(before)), "missing_endpoints": sorted(set(before) - set(now))}
+    rows = [
+        compare_endpoint(now[name], before[name], regression_pct) for name in sorted(now) if name in before
+    ]
+    return {
+        "against": against,
+        "against_run_id": baseline.get("meta", {}).get("run_id"),
+        "against_started_at": baseline.get("meta", {}).get("started_at"),
+        "regression_pct": regression_pct,
+        "endpoints": rows,
+        "regressions": sum(r["regression"] for r in rows),
+        "new_endpoints": sorted(set(now) - set(before)),
+        "missing_endpoints": sorted(set(before) - set(now)),
+    }
 
 
 def render_baseline(comparison: dict | None) -> str:
     if not comparison:
         return ""
-    rows = [[r["name"], _ms(r["p95_ms_before"]), _ms(r["p95_ms_now"]),
-             "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
-             f"{r['error_rate_before']:.2%} -> {r['error_rate_now']:.2%}", "REGRESSION" if r["regression"] else "ok"]
-            for r in comparison["endpoints"]]
-    title = (f"BASELINE (against {comparison['against']}, started {comparison['against_started_at']}; "
-             f"regression = p95 up more than {comparison['regression_pct']:g}% or errors up)")
-    table = tabulate(rows, ["endpoint", "p95 before", "p95 now", "change", "error rate", "result"],
-                     tablefmt="simple", disable_numparse=True)
-    extra = [f"new endpoints: {', '.join(comparison['new_endpoints'])}" if comparison["new_endpoints"] else "",
-             f"no longer seen: {', '.join(comparison['missing_endpoints'])}" if comparison["missing_endpoints"] else ""]
+    rows = [
+        [
+            r["name"],
+            _ms(r["p95_ms_before"]),
+            _ms(r["p95_ms_now"]),
+            "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
+            f"{r['error_rate_before']:.2%} -> {r['error_rate_now']:.2%}",
+            "REGRESSION" if r["regression"] else "ok",
+        ]
+        for r in comparison["endpoints"]
+    ]
+    title = (
+        f"BASELINE (against {comparison['against']}, started {comparison['against_started_at']}; "
+        f"regression = p95 up more than {comparison['regression_pct']:g}% or errors up)"
+    )
+    table = tabulate(
+        rows,
+        ["endpoint", "p95 before", "p95 now", "change", "error rate", "result"],
+        tablefmt="simple",
+        disable_numparse=True,
+    )
+    extra = [
+        f"new endpoints: {', '.join(comparison['new_endpoints'])}" if comparison["new_endpoints"] else "",
+        f"no longer seen: {', '.join(comparison['missing_endpoints'])}"
+        if comparison["missing_endpoints"]
+        else "",
+    ]
     return "\n".join([title, table, *[e for e in extra if e]])
 
 

@@ -1,4 +1,5 @@
 """The HTML report: one self-contained page with matplotlib SVG charts of the time series and the report's tables."""
+
 from __future__ import annotations
 
 import html
@@ -14,9 +15,25 @@ from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.output.report import verified_text
 
 CHART_SIZE_IN = (10, 3.2)
-COLOURS = {"p50_ms": "#4c78a8", "p95_ms": "#f58518", "p99_ms": "#e45756", "rps": "#4c78a8", "users": "#54a24b"}
-PALETTE = ["#e45756", "#f58518", "#eeca3b", "#b279a2", "#9d755d", "#4c78a8", "#72b7b2", "#54a24b", "#ff9da6",
-           "#bab0ac"]
+COLOURS = {
+    "p50_ms": "#4c78a8",
+    "p95_ms": "#f58518",
+    "p99_ms": "#e45756",
+    "rps": "#4c78a8",
+    "users": "#54a24b",
+}
+PALETTE = [
+    "#e45756",
+    "#f58518",
+    "#eeca3b",
+    "#b279a2",
+    "#9d755d",
+    "#4c78a8",
+    "#72b7b2",
+    "#54a24b",
+    "#ff9da6",
+    "#bab0ac",
+]
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f5f6f8;color:#222}
 main{max-width:1100px;margin:0 auto;padding:24px}
@@ -75,7 +92,7 @@ def to_svg(fig: Figure, salt: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(out, format="svg")
     svg = out.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     # matplotlib numbers its ids per figure (figure_1, axes_1, ...): prefix them so ids stay unique on the page
     return re.sub(r'(id="|url\(#|href="#)', lambda m: f"{m.group(1)}{salt}-", svg)
 
@@ -102,7 +119,9 @@ def throughput_chart(rows: list[dict]) -> str:
     fig, axes = new_chart("Throughput and active users", "requests / s", unit)
     axes.plot(x, [r["rps"] for r in rows], marker=".", color=COLOURS["rps"], label="requests/s")
     users = axes.twinx()
-    users.step(x, [r["active_users"] for r in rows], where="post", color=COLOURS["users"], label="active users")
+    users.step(
+        x, [r["active_users"] for r in rows], where="post", color=COLOURS["users"], label="active users"
+    )
     users.set_ylabel("active users")
     axes.set_ylim(bottom=0)
     users.set_ylim(bottom=0)
@@ -117,7 +136,9 @@ def classes_chart(rows: list[dict], title: str, only: set[str] | None, none_text
     """Stacked bars of failures per error class and interval."""
     x, unit = time_axis(rows, "start_s")
     fig, axes = new_chart(title, "failures per interval", unit)
-    every = sorted({c for r in rows for c in r["errors"]})  # colours by place among all classes: same in both charts
+    every = sorted(
+        {c for r in rows for c in r["errors"]}
+    )  # colours by place among all classes: same in both charts
     names = [c for c in every if only is None or c in only]
     width = (rows[0]["end_s"] - rows[0]["start_s"]) / (1.0 if unit == "s" else 60.0) * 0.85 if rows else 1.0
     bottom = [0] * len(rows)
@@ -137,10 +158,16 @@ def charts(rows: list[dict]) -> list[str]:
     """The charts as inline SVG; an error chart with nothing to show becomes a one-line note."""
     found = {c for r in rows for c, n in r["errors"].items() if n}
     parts = [latency_chart(rows), throughput_chart(rows)]
-    parts.append(classes_chart(rows, "Failures by error class", None, "") if found
-                 else '<p class="note">no failed requests in any interval</p>')
-    parts.append(classes_chart(rows, "SQLite lock issues (lock waits, locked, lost writes)", set(LOCK_CLASSES), "")
-                 if found & set(LOCK_CLASSES) else '<p class="note">no SQLite lock issues detected in any interval</p>')
+    parts.append(
+        classes_chart(rows, "Failures by error class", None, "")
+        if found
+        else '<p class="note">no failed requests in any interval</p>'
+    )
+    parts.append(
+        classes_chart(rows, "SQLite lock issues (lock waits, locked, lost writes)", set(LOCK_CLASSES), "")
+        if found & set(LOCK_CLASSES)
+        else '<p class="note">no SQLite lock issues detected in any interval</p>'
+    )
     return parts
 
 
@@ -154,8 +181,12 @@ def esc(value) -> str:
 
 def table(headers: list[str], rows: list[list], row_classes: list[str] | None = None) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(f'<tr class="{(row_classes or [""] * len(rows))[i]}">' + "".join(f"<td>{c}</td>" for c in row)
-                   + "</tr>" for i, row in enumerate(rows))
+    body = "".join(
+        f'<tr class="{(row_classes or [""] * len(rows))[i]}">'
+        + "".join(f"<td>{c}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -163,41 +194,85 @@ def endpoints_table(rows: list[dict]) -> str:
     if not rows:
         return '<p class="note">no requests measured</p>'
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
-    cells = [[esc(r["name"]), esc(r["requests"]), esc(r["failures"]), esc(r["rps"]), esc(r["mean_ms"]),
-              esc(r["p50_ms"]), esc(r["p95_ms"]), esc(r["p99_ms"]), esc(r["max_ms"])] for r in rows]
+    cells = [
+        [
+            esc(r["name"]),
+            esc(r["requests"]),
+            esc(r["failures"]),
+            esc(r["rps"]),
+            esc(r["mean_ms"]),
+            esc(r["p50_ms"]),
+            esc(r["p95_ms"]),
+            esc(r["p99_ms"]),
+            esc(r["max_ms"]),
+        ]
+        for r in rows
+    ]
     return table(headers, cells)
 
 
 def thresholds_table(results: list[dict]) -> str:
     if not results:
         return '<p class="note">no thresholds configured ([thresholds] in the profile)</p>'
-    cells = [[esc(r["name"]), esc(r["summary"]), '<span class="ok">ok</span>' if r["passed"]
-              else '<span class="bad">BREACHED</span>'] for r in results]
-    return table(["threshold", "measured vs allowed", "result"], cells,
-                 ["" if r["passed"] else "breached" for r in results])
+    cells = [
+        [
+            esc(r["name"]),
+            esc(r["summary"]),
+            '<span class="ok">ok</span>' if r["passed"] else '<span class="bad">BREACHED</span>',
+        ]
+        for r in results
+    ]
+    return table(
+        ["threshold", "measured vs allowed", "result"],
+        cells,
+        ["" if r["passed"] else "breached" for r in results],
+    )
 
 
 def errors_table(rows: list[dict], limit: int = 20) -> str:
     if not rows:
         return '<p class="note">no failed requests</p>'
-    cells = [[esc(r["class"]), esc(r["status"]), esc(r["count"]), f"{r['share']:.2%}",
-              esc(", ".join(r["endpoints"])), esc(r["example"][:100])] for r in rows[:limit]]
+    cells = [
+        [
+            esc(r["class"]),
+            esc(r["status"]),
+            esc(r["count"]),
+            f"{r['share']:.2%}",
+            esc(", ".join(r["endpoints"])),
+            esc(r["example"][:100]),
+        ]
+        for r in rows[:limit]
+    ]
     return table(["class", "status", "count", "share", "endpoints", "example"], cells)
 
 
 def baseline_section(comparison: dict | None) -> str:
     if not comparison:
         return ""
-    cells = [[esc(r["name"]), esc(r["p95_ms_before"]), esc(r["p95_ms_now"]),
-              "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
-              f"{r['error_rate_before']:.2%} → {r['error_rate_now']:.2%}",
-              '<span class="bad">REGRESSION</span>' if r["regression"] else '<span class="ok">ok</span>']
-             for r in comparison["endpoints"]]
-    caption = (f'<p class="note">against {esc(comparison["against"])} (started {esc(comparison["against_started_at"])})'
-               f'; a regression is p95 up more than {comparison["regression_pct"]:g}% or a higher error rate</p>')
-    return "<h2>Against the baseline</h2>" + caption + table(
-        ["endpoint", "p95 before ms", "p95 now ms", "change", "error rate", "result"], cells,
-        ["regression" if r["regression"] else "" for r in comparison["endpoints"]])
+    cells = [
+        [
+            esc(r["name"]),
+            esc(r["p95_ms_before"]),
+            esc(r["p95_ms_now"]),
+            "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
+            f"{r['error_rate_before']:.2%} → {r['error_rate_now']:.2%}",
+            '<span class="bad">REGRESSION</span>' if r["regression"] else '<span class="ok">ok</span>',
+        ]
+        for r in comparison["endpoints"]
+    ]
+    caption = (
+        f'<p class="note">against {esc(comparison["against"])} (started {esc(comparison["against_started_at"])})'
+        f"; a regression is p95 up more than {comparison['regression_pct']:g}% or a higher error rate</p>"
+    )
+    return (
+        "<h2>Against the baseline</h2>"
+        + caption
+        + table(
+            ["endpoint", "p95 before ms", "p95 now ms", "change", "error rate", "result"],
+            cells,
+            ["regression" if r["regression"] else "" for r in comparison["endpoints"]],
+        )
+    )
 
 
 def lock_section(section: dict | None, hold_lock: dict | None) -> str:
@@ -208,28 +283,51 @@ def lock_section(section: dict | None, hold_lock: dict | None) -> str:
     if not section["detected"]:
         return f'<h2>Database lock issues</h2><p class="note">none detected; verified: {esc(verified)}</p>'
     classes = [[esc(c), esc(n), esc(section["explain"][c])] for c, n in section["by_class"].items()]
-    endpoints = [[esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
-                 for name, counts in section["endpoints"].items()]
-    parts = [f"<h2>Database lock issues detected: {section['total']:,} ({section['lock_error_rate']:.2%} of "
-             "requests)</h2>", table(["class", "count", "what it means"], classes),
-             table(["endpoint", "lock issues"], endpoints), f'<p class="note">verified: {esc(verified)}</p>']
+    endpoints = [
+        [esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
+        for name, counts in section["endpoints"].items()
+    ]
+    parts = [
+        f"<h2>Database lock issues detected: {section['total']:,} ({section['lock_error_rate']:.2%} of "
+        "requests)</h2>",
+        table(["class", "count", "what it means"], classes),
+        table(["endpoint", "lock issues"], endpoints),
+        f'<p class="note">verified: {esc(verified)}</p>',
+    ]
     if hold_lock:
-        windows = [[esc(i + 1), esc(w.get("lock_issues_detected", "-")), esc(w["kind"]),
-                    esc(round((w["end_s"] or w["start_s"]) - w["start_s"], 1))]
-                   for i, w in enumerate(hold_lock["windows"])]
-        parts.append(f"<h3>Held lock windows on {esc(hold_lock['path'])}</h3>"
-                     + table(["window", "lock issues found", "lock", "held s"], windows))
+        windows = [
+            [
+                esc(i + 1),
+                esc(w.get("lock_issues_detected", "-")),
+                esc(w["kind"]),
+                esc(round((w["end_s"] or w["start_s"]) - w["start_s"], 1)),
+            ]
+            for i, w in enumerate(hold_lock["windows"])
+        ]
+        parts.append(
+            f"<h3>Held lock windows on {esc(hold_lock['path'])}</h3>"
+            + table(["window", "lock issues found", "lock", "held s"], windows)
+        )
     return "".join(parts)
 
 
 def cards(report: dict) -> str:
     t = report["totals"]
-    figures = [("requests", esc(t["requests"])), ("throughput", f"{t['throughput_rps']:,.1f} req/s"),
-               ("error rate", f"{t['error_rate']:.2%}"), ("p50", f"{esc(t['p50_ms'])} ms"),
-               ("p95", f"{esc(t['p95_ms'])} ms"), ("p99", f"{esc(t['p99_ms'])} ms"), ("users", esc(t["users"])),
-               ("duration", f"{t['duration_s']:,.0f} s")]
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{v}</b><span>{k}</span></div>'
-                                           for k, v in figures) + "</div>"
+    figures = [
+        ("requests", esc(t["requests"])),
+        ("throughput", f"{t['throughput_rps']:,.1f} req/s"),
+        ("error rate", f"{t['error_rate']:.2%}"),
+        ("p50", f"{esc(t['p50_ms'])} ms"),
+        ("p95", f"{esc(t['p95_ms'])} ms"),
+        ("p99", f"{esc(t['p99_ms'])} ms"),
+        ("users", esc(t["users"])),
+        ("duration", f"{t['duration_s']:,.0f} s"),
+    ]
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{v}</b><span>{k}</span></div>' for k, v in figures)
+        + "</div>"
+    )
 
 
 def verdict_banner(report: dict) -> str:
@@ -242,16 +340,30 @@ def render_html(report: dict, timeseries: list[dict]) -> str:
     """The whole page as one string: no scripts, no external files, charts inline."""
     meta = report["meta"]
     title = f"amanflix-stress run {meta['run_id']}"
-    header = (f"<h1>{esc(title)}</h1><p class=\"meta\">{esc(meta['base_url'])} · {esc(meta['behaviour'])} · "
-              f"started {esc(meta['started_at'])} · ended {esc(meta['ended_at'])} ({esc(meta['stop_reason'])})"
-              f" · seed {esc(meta['seed'])} · {esc(meta['hostname'])}</p>")
+    header = (
+        f'<h1>{esc(title)}</h1><p class="meta">{esc(meta["base_url"])} · {esc(meta["behaviour"])} · '
+        f"started {esc(meta['started_at'])} · ended {esc(meta['ended_at'])} ({esc(meta['stop_reason'])})"
+        f" · seed {esc(meta['seed'])} · {esc(meta['hostname'])}</p>"
+    )
     chart_html = "".join(f'<div class="chart">{part}</div>' for part in charts(timeseries))
-    body = [header, verdict_banner(report), cards(report), "<h2>Over time</h2>", chart_html,
-            "<h2>Thresholds</h2>", thresholds_table(report.get("thresholds", [])), baseline_section(report.get(
-                "baseline")), "<h2>Endpoints (measured phase)</h2>", endpoints_table(report["endpoints"]),
-            "<h2>Errors</h2>", errors_table(report["errors"]),
-            lock_section(report.get("lock_issues"), report.get("hold_lock")),
-            f'<p class="note">latency: {esc(meta["latency_model"])}; percentiles: '
-            f'{esc(meta["percentile_method"])}</p>']
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f'<style>{CSS}</style></head><body><main>{"".join(body)}</main></body></html>\n')
+    body = [
+        header,
+        verdict_banner(report),
+        cards(report),
+        "<h2>Over time</h2>",
+        chart_html,
+        "<h2>Thresholds</h2>",
+        thresholds_table(report.get("thresholds", [])),
+        baseline_section(report.get("baseline")),
+        "<h2>Endpoints (measured phase)</h2>",
+        endpoints_table(report["endpoints"]),
+        "<h2>Errors</h2>",
+        errors_table(report["errors"]),
+        lock_section(report.get("lock_issues"), report.get("hold_lock")),
+        f'<p class="note">latency: {esc(meta["latency_model"])}; percentiles: '
+        f"{esc(meta['percentile_method'])}</p>",
+    ]
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n"
+    )

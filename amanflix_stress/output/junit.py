@@ -1,4 +1,5 @@
 """JUnit XML: one test case per threshold (and one for the run itself) so CI systems show what failed."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -6,10 +7,17 @@ import xml.etree.ElementTree as ET
 
 def run_case(report: dict) -> ET.Element:
     """The run finished with every worker: a lost worker fails the build like a breached threshold."""
-    case = ET.Element("testcase", classname="amanflix-stress.run", name="all workers finished",
-                      time=f"{report['totals']['duration_s']:.3f}")
-    lost = [f"worker {w['id']} {w['status']} ({w['detail']})" for w in report["workers"]
-            if w["status"] in ("died", "hung")]
+    case = ET.Element(
+        "testcase",
+        classname="amanflix-stress.run",
+        name="all workers finished",
+        time=f"{report['totals']['duration_s']:.3f}",
+    )
+    lost = [
+        f"worker {w['id']} {w['status']} ({w['detail']})"
+        for w in report["workers"]
+        if w["status"] in ("died", "hung")
+    ]
     if lost:
         ET.SubElement(case, "failure", message="; ".join(lost), type="worker_lost").text = "\n".join(lost)
     return case
@@ -18,7 +26,9 @@ def run_case(report: dict) -> ET.Element:
 def threshold_case(result: dict) -> ET.Element:
     case = ET.Element("testcase", classname="amanflix-stress.thresholds", name=result["name"], time="0")
     if not result["passed"]:
-        ET.SubElement(case, "failure", message=result["summary"], type="threshold_breached").text = result["summary"]
+        ET.SubElement(case, "failure", message=result["summary"], type="threshold_breached").text = result[
+            "summary"
+        ]
     else:
         ET.SubElement(case, "system-out").text = result["summary"]
     return case
@@ -29,9 +39,17 @@ def render_junit(report: dict, results: list[dict]) -> str:
     cases = [run_case(report), *(threshold_case(r) for r in results)]
     failures = sum(case.find("failure") is not None for case in cases)
     meta = report["meta"]
-    suite = ET.Element("testsuite", name=f"amanflix-stress {meta['run_id']}", tests=str(len(cases)),
-                       failures=str(failures), errors="0", skipped="0", time=f"{report['totals']['duration_s']:.3f}",
-                       timestamp=meta["started_at"] or "", hostname=meta["hostname"])
+    suite = ET.Element(
+        "testsuite",
+        name=f"amanflix-stress {meta['run_id']}",
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{report['totals']['duration_s']:.3f}",
+        timestamp=meta["started_at"] or "",
+        hostname=meta["hostname"],
+    )
     suite.extend(cases)
     root = ET.Element("testsuites", name="amanflix-stress", tests=str(len(cases)), failures=str(failures))
     root.append(suite)

@@ -1,4 +1,5 @@
 """The report: builds the run's figures as one plain dict (the JSON report) and renders it as tables."""
+
 from __future__ import annotations
 
 import json
@@ -13,17 +14,21 @@ from datetime import datetime, timezone
 from tabulate import tabulate
 
 from amanflix_stress import __version__
-from amanflix_stress.engine.aggregator import endpoint_rows, total_series, ms
+from amanflix_stress.engine.aggregator import endpoint_rows, ms, total_series
 from amanflix_stress.engine.health import health_report
 from amanflix_stress.engine.pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
 from amanflix_stress.engine.stats import PERCENTILE_METHOD
 
 SCHEMA_VERSION = "amanflix-stress/report/1"
-LATENCY_CAPTION = ("closed model: each user waits for a reply before its next request, so latency is service time "
-                   "and a slow server also lowers the offered load (see docs/measurement.md)")
-OPEN_CAPTION = ("open model: arrivals follow the --rate schedule whatever the replies do; response time counts from "
-                "each arrival's intended start (queueing included), service time from the actual send "
-                "(see docs/performance.md)")
+LATENCY_CAPTION = (
+    "closed model: each user waits for a reply before its next request, so latency is service time "
+    "and a slow server also lowers the offered load (see docs/measurement.md)"
+)
+OPEN_CAPTION = (
+    "open model: arrivals follow the --rate schedule whatever the replies do; response time counts from "
+    "each arrival's intended start (queueing included), service time from the actual send "
+    "(see docs/performance.md)"
+)
 
 
 def iso(epoch_s: float | None) -> str | None:
@@ -41,26 +46,50 @@ def build_report(plan, result, args: dict, profile: dict | None = None) -> dict:
     p50, _p90, p95, p99, _p999 = total.percentiles_us()
     report = {
         "schema": SCHEMA_VERSION,
-        "meta": {"tool": "amanflix-stress", "version": __version__, "run_id": plan.run_id, "seed": plan.seed,
-                 "base_url": plan.base_url, "behaviour": plan.behaviour, "args": args, "profile": profile,
-                 "started_at": iso(result.start_s), "ended_at": iso(result.end_s), "hostname": socket.gethostname(),
-                 "python": platform.python_version(), "platform": platform.platform(),
-                 "stop_reason": result.stop_reason, "interrupted": result.interrupted,
-                 "latency_model": OPEN_CAPTION if getattr(plan, "open_model", False) else LATENCY_CAPTION,
-                 "percentile_method": PERCENTILE_METHOD,
-                 "timeseries": plan.timeseries_path},
-        "totals": {"duration_s": round(duration_s, 3), "users": plan.users, "requests": run.requests,
-                   "failures": run.failures, "error_rate": round(run.failures / run.requests, 6) if run.requests else 0.0,
-                   "throughput_rps": round(run.requests / duration_s, 3), "p50_ms": ms(p50), "p95_ms": ms(p95),
-                   "p99_ms": ms(p99), "late_batches": agg.late_batches},
+        "meta": {
+            "tool": "amanflix-stress",
+            "version": __version__,
+            "run_id": plan.run_id,
+            "seed": plan.seed,
+            "base_url": plan.base_url,
+            "behaviour": plan.behaviour,
+            "args": args,
+            "profile": profile,
+            "started_at": iso(result.start_s),
+            "ended_at": iso(result.end_s),
+            "hostname": socket.gethostname(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "stop_reason": result.stop_reason,
+            "interrupted": result.interrupted,
+            "latency_model": OPEN_CAPTION if getattr(plan, "open_model", False) else LATENCY_CAPTION,
+            "percentile_method": PERCENTILE_METHOD,
+            "timeseries": plan.timeseries_path,
+        },
+        "totals": {
+            "duration_s": round(duration_s, 3),
+            "users": plan.users,
+            "requests": run.requests,
+            "failures": run.failures,
+            "error_rate": round(run.failures / run.requests, 6) if run.requests else 0.0,
+            "throughput_rps": round(run.requests / duration_s, 3),
+            "p50_ms": ms(p50),
+            "p95_ms": ms(p95),
+            "p99_ms": ms(p99),
+            "late_batches": agg.late_batches,
+        },
         "endpoints": endpoint_rows(run, duration_s),
         "errors": agg.error_rows(run),
         "error_classes": dict(sorted(run.count_by_class().items(), key=lambda kv: -kv[1])),
         "users": agg.user_rows(run),
-        "setup": {"endpoints": endpoint_rows(agg.phases["setup"], duration_s),
-                  "errors": agg.error_rows(agg.phases["setup"])},
-        "teardown": {"endpoints": endpoint_rows(agg.phases["teardown"], duration_s),
-                     "errors": agg.error_rows(agg.phases["teardown"])},
+        "setup": {
+            "endpoints": endpoint_rows(agg.phases["setup"], duration_s),
+            "errors": agg.error_rows(agg.phases["setup"]),
+        },
+        "teardown": {
+            "endpoints": endpoint_rows(agg.phases["teardown"], duration_s),
+            "errors": agg.error_rows(agg.phases["teardown"]),
+        },
         "workers": agg.worker_rows(),
         "worker_crashes": agg.crashes,
         "health": health_report(agg.health_rows()),
@@ -77,11 +106,21 @@ def load_model_section(plan, agg, total) -> dict:
     counts = agg.arrival_counts()
     scheduled = total_arrivals(build_segments(plan.rate, plan.stages, plan.duration_s))
     response = total.response_percentiles_us((50, 95, 99)) or [float("nan")] * 3
-    return {"kind": "open", "rate": plan.rate, "stages": plan.stages, "arrivals_scheduled": scheduled,
-            "arrivals_started": counts["taken"], "late": counts["late"], "dropped": counts["dropped"],
-            "unsent_at_stop": max(0, scheduled - counts["taken"] - counts["dropped"]),
-            "late_after_ms": LATE_AFTER_S * 1000, "drop_after_ms": DROP_AFTER_S * 1000,
-            "response_p50_ms": ms(response[0]), "response_p95_ms": ms(response[1]), "response_p99_ms": ms(response[2])}
+    return {
+        "kind": "open",
+        "rate": plan.rate,
+        "stages": plan.stages,
+        "arrivals_scheduled": scheduled,
+        "arrivals_started": counts["taken"],
+        "late": counts["late"],
+        "dropped": counts["dropped"],
+        "unsent_at_stop": max(0, scheduled - counts["taken"] - counts["dropped"]),
+        "late_after_ms": LATE_AFTER_S * 1000,
+        "drop_after_ms": DROP_AFTER_S * 1000,
+        "response_p50_ms": ms(response[0]),
+        "response_p95_ms": ms(response[1]),
+        "response_p99_ms": ms(response[2]),
+    }
 
 
 def write_json(report: dict, path: str) -> None:
@@ -118,18 +157,52 @@ def render_endpoints(rows: list[dict], title: str) -> str:
     if any("response_p50_ms" in r for r in rows):
         return render_open_endpoints(rows, title)
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
-    table = [[r["name"], _fmt(r["requests"]), _fmt(r["failures"]), _fmt(r["rps"]), _fmt(r["mean_ms"]),
-              _fmt(r["p50_ms"]), _fmt(r["p95_ms"]), _fmt(r["p99_ms"]), _fmt(r["max_ms"])] for r in rows]
+    table = [
+        [
+            r["name"],
+            _fmt(r["requests"]),
+            _fmt(r["failures"]),
+            _fmt(r["rps"]),
+            _fmt(r["mean_ms"]),
+            _fmt(r["p50_ms"]),
+            _fmt(r["p95_ms"]),
+            _fmt(r["p99_ms"]),
+            _fmt(r["max_ms"]),
+        ]
+        for r in rows
+    ]
     return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
 
 
 def render_open_endpoints(rows: list[dict], title: str) -> str:
     """Open model: response time (from the intended start) beside service time (from the actual send)."""
-    headers = ["endpoint", "requests", "failures", "req/s", "response p50", "p99", "max ms", "service p50", "p99",
-               "max ms"]
-    table = [[r["name"], _fmt(r["requests"]), _fmt(r["failures"]), _fmt(r["rps"]), _fmt(r.get("response_p50_ms")),
-              _fmt(r.get("response_p99_ms")), _fmt(r.get("response_max_ms")), _fmt(r["p50_ms"]), _fmt(r["p99_ms"]),
-              _fmt(r["max_ms"])] for r in rows]
+    headers = [
+        "endpoint",
+        "requests",
+        "failures",
+        "req/s",
+        "response p50",
+        "p99",
+        "max ms",
+        "service p50",
+        "p99",
+        "max ms",
+    ]
+    table = [
+        [
+            r["name"],
+            _fmt(r["requests"]),
+            _fmt(r["failures"]),
+            _fmt(r["rps"]),
+            _fmt(r.get("response_p50_ms")),
+            _fmt(r.get("response_p99_ms")),
+            _fmt(r.get("response_max_ms")),
+            _fmt(r["p50_ms"]),
+            _fmt(r["p99_ms"]),
+            _fmt(r["max_ms"]),
+        ]
+        for r in rows
+    ]
     return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
 
 
@@ -137,9 +210,19 @@ def render_errors(rows: list[dict], limit: int = 20) -> str:
     if not rows:
         return "ERRORS\nno failed requests"
     headers = ["class", "status", "count", "share", "first seen", "last seen", "endpoints", "example"]
-    table = [[r["class"], r["status"] or "-", _fmt(r["count"]), f"{r['share']:.2%}", _clock(r["first_seen_s"]),
-              _clock(r["last_seen_s"]), _endpoints(r["endpoints"]), _short_example(r["example"])]
-             for r in rows[:limit]]
+    table = [
+        [
+            r["class"],
+            r["status"] or "-",
+            _fmt(r["count"]),
+            f"{r['share']:.2%}",
+            _clock(r["first_seen_s"]),
+            _clock(r["last_seen_s"]),
+            _endpoints(r["endpoints"]),
+            _short_example(r["example"]),
+        ]
+        for r in rows[:limit]
+    ]
     more = f"\n(+{len(rows) - limit} more error groups in the JSON report)" if len(rows) > limit else ""
     return "ERRORS\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True) + more
 
@@ -157,10 +240,18 @@ def render_users(rows: list[dict], limit: int = 5) -> str:
     failing = sorted((r for r in rows if r["failures"]), key=lambda r: -r["failures"])[:limit]
     if not failing:
         return ""
-    table = [[r["user"], _fmt(r["requests"]), _fmt(r["failures"]),
-              ", ".join(f"{c} {n}" for c, n in sorted(r["errors"].items(), key=lambda kv: -kv[1]))] for r in failing]
-    return (f"USERS WITH MOST FAILURES (of {len(rows):,} users)\n"
-            + tabulate(table, ["user", "requests", "failures", "errors"], tablefmt="simple", disable_numparse=True))
+    table = [
+        [
+            r["user"],
+            _fmt(r["requests"]),
+            _fmt(r["failures"]),
+            ", ".join(f"{c} {n}" for c, n in sorted(r["errors"].items(), key=lambda kv: -kv[1])),
+        ]
+        for r in failing
+    ]
+    return f"USERS WITH MOST FAILURES (of {len(rows):,} users)\n" + tabulate(
+        table, ["user", "requests", "failures", "errors"], tablefmt="simple", disable_numparse=True
+    )
 
 
 def _clock(epoch_s: float) -> str:
@@ -174,10 +265,14 @@ def _endpoints(counts: dict) -> str:
 
 def render_totals(report: dict) -> str:
     t, m = report["totals"], report["meta"]
-    rows = [["duration", f"{t['duration_s']:.1f} s ({m['stop_reason']})"], ["users", t["users"]],
-            ["requests", f"{t['requests']:,}"], ["throughput", f"{t['throughput_rps']:,.1f} req/s"],
-            ["error rate", f"{t['error_rate']:.2%} ({t['failures']:,} failed)"],
-            ["latency p50 / p95 / p99", f"{_fmt(t['p50_ms'])} / {_fmt(t['p95_ms'])} / {_fmt(t['p99_ms'])} ms"]]
+    rows = [
+        ["duration", f"{t['duration_s']:.1f} s ({m['stop_reason']})"],
+        ["users", t["users"]],
+        ["requests", f"{t['requests']:,}"],
+        ["throughput", f"{t['throughput_rps']:,.1f} req/s"],
+        ["error rate", f"{t['error_rate']:.2%} ({t['failures']:,} failed)"],
+        ["latency p50 / p95 / p99", f"{_fmt(t['p50_ms'])} / {_fmt(t['p95_ms'])} / {_fmt(t['p99_ms'])} ms"],
+    ]
     rows += open_model_rows(report.get("load_model", {}))
     return "TOTALS\n" + tabulate(rows, tablefmt="plain", disable_numparse=True)
 
@@ -187,30 +282,65 @@ def open_model_rows(model: dict) -> list[list]:
     if model.get("kind") != "open":
         return []
     response = f"{_fmt(model['response_p50_ms'])} / {_fmt(model['response_p95_ms'])} / {_fmt(model['response_p99_ms'])}"
-    return [["(latency above is service time: from the actual send)", ""],
-            ["response time p50 / p95 / p99", f"{response} ms (from the intended start)"],
-            ["arrivals", f"{model['arrivals_started']:,} of {model['arrivals_scheduled']:,} scheduled; "
-                         f"late {model['late']:,} (> {model['late_after_ms']:.0f} ms), dropped {model['dropped']:,} "
-                         f"(> {model['drop_after_ms']:.0f} ms overdue), "
-                         f"unsent at the stop {model['unsent_at_stop']:,}"]]
+    return [
+        ["(latency above is service time: from the actual send)", ""],
+        ["response time p50 / p95 / p99", f"{response} ms (from the intended start)"],
+        [
+            "arrivals",
+            f"{model['arrivals_started']:,} of {model['arrivals_scheduled']:,} scheduled; "
+            f"late {model['late']:,} (> {model['late_after_ms']:.0f} ms), dropped {model['dropped']:,} "
+            f"(> {model['drop_after_ms']:.0f} ms overdue), "
+            f"unsent at the stop {model['unsent_at_stop']:,}",
+        ],
+    ]
 
 
 def render_health(health: dict) -> str:
     """GENERATOR HEALTH: each worker's CPU, lag and threads; DEGRADED and why when it was the bottleneck."""
-    headers = ["worker", "core", "cpu cores", "cpu peak", "lag p50 ms", "lag p99 ms", "lag max ms", "threads", "busy"]
-    table = [[r["id"], _or_dash(r["core"]), _cores(r["cpu_cores"]), _cores(r["cpu_peak_cores"]), _fmt(r["lag_p50_ms"]),
-              _fmt(r["lag_p99_ms"]), _fmt(r["lag_max_ms"]), r["threads"],
-              "-" if r["busy_share"] is None else f"{r['busy_share']:.0%}"] for r in health["workers"]]
+    headers = [
+        "worker",
+        "core",
+        "cpu cores",
+        "cpu peak",
+        "lag p50 ms",
+        "lag p99 ms",
+        "lag max ms",
+        "threads",
+        "busy",
+    ]
+    table = [
+        [
+            r["id"],
+            _or_dash(r["core"]),
+            _cores(r["cpu_cores"]),
+            _cores(r["cpu_peak_cores"]),
+            _fmt(r["lag_p50_ms"]),
+            _fmt(r["lag_p99_ms"]),
+            _fmt(r["lag_max_ms"]),
+            r["threads"],
+            "-" if r["busy_share"] is None else f"{r['busy_share']:.0%}",
+        ]
+        for r in health["workers"]
+    ]
     limits = health["limits"]
     if health["degraded"]:
-        verdict = ("DEGRADED: the generator was the bottleneck, so its latencies include its own queueing: "
-                   + "; ".join(health["reasons"]))
+        verdict = (
+            "DEGRADED: the generator was the bottleneck, so its latencies include its own queueing: "
+            + "; ".join(health["reasons"])
+        )
     elif any(r["cpu_cores"] is not None for r in health["workers"]):
-        verdict = (f"generator healthy: every worker under {limits['cpu_cores']:.2f} cores and "
-                   f"{limits['lag_p99_ms']:.0f} ms p99 lag")
+        verdict = (
+            f"generator healthy: every worker under {limits['cpu_cores']:.2f} cores and "
+            f"{limits['lag_p99_ms']:.0f} ms p99 lag"
+        )
     else:
         verdict = "no health figures: no worker reported from the measured phase"
-    return "GENERATOR HEALTH\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True) + "\n" + verdict
+    return (
+        "GENERATOR HEALTH\n"
+        + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
+        + "\n"
+        + verdict
+    )
 
 
 def _cores(value) -> str:
@@ -226,7 +356,9 @@ def render_workers(rows: list[dict]) -> str:
     if not bad:
         return ""
     table = [[r["id"], r["pid"], r["users"], r["status"], r["detail"]] for r in bad]
-    return "WORKER PROBLEMS\n" + tabulate(table, ["worker", "pid", "users", "status", "detail"], tablefmt="simple")
+    return "WORKER PROBLEMS\n" + tabulate(
+        table, ["worker", "pid", "users", "status", "detail"], tablefmt="simple"
+    )
 
 
 def render_report(report: dict) -> str:
@@ -234,9 +366,13 @@ def render_report(report: dict) -> str:
     parts = []
     if report["setup"]["endpoints"]:
         parts.append(render_endpoints(report["setup"]["endpoints"], "SETUP (before the measured phase)"))
-    parts += [render_endpoints(report["endpoints"], "ENDPOINTS (measured phase)"),
-              render_errors(report["errors"]), render_users(report["users"]), render_totals(report),
-              render_workers(report["workers"])]
+    parts += [
+        render_endpoints(report["endpoints"], "ENDPOINTS (measured phase)"),
+        render_errors(report["errors"]),
+        render_users(report["users"]),
+        render_totals(report),
+        render_workers(report["workers"]),
+    ]
     if "health" in report:
         parts.append(render_health(report["health"]))
     if report["teardown"]["endpoints"]:
@@ -246,22 +382,32 @@ def render_report(report: dict) -> str:
     if "amanflix" in report:
         parts.append(render_accounts(report["amanflix"]))
     if report["worker_crashes"]:
-        parts.append("WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report["worker_crashes"]))
-    parts.append(f"latency: {report['meta']['latency_model']}; percentiles: {report['meta']['percentile_method']}")
+        parts.append(
+            "WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report["worker_crashes"])
+        )
+    parts.append(
+        f"latency: {report['meta']['latency_model']}; percentiles: {report['meta']['percentile_method']}"
+    )
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
 def progress_line(snapshot: dict, total_s: float) -> str:
     if snapshot["phase"] == "setup":
-        return (f"[setup] preparing users (registration, login): {snapshot['requests']:,} requests, "
-                f"{snapshot['failures']:,} failed; workers ready {snapshot['workers_ready']}/{snapshot['workers']}")
+        return (
+            f"[setup] preparing users (registration, login): {snapshot['requests']:,} requests, "
+            f"{snapshot['failures']:,} failed; workers ready {snapshot['workers_ready']}/{snapshot['workers']}"
+        )
     if snapshot["phase"] == "teardown":
-        return (f"[teardown] verifying what was written and cleaning up: {snapshot['requests']:,} requests, "
-                f"{snapshot['failures']:,} failed")
+        return (
+            f"[teardown] verifying what was written and cleaning up: {snapshot['requests']:,} requests, "
+            f"{snapshot['failures']:,} failed"
+        )
     p95 = "-" if snapshot["p95_ms"] is None else f"{snapshot['p95_ms']:.0f} ms"
-    return (f"[{snapshot['elapsed_s']:5.0f}/{total_s:.0f} s] requests {snapshot['requests']:,}  "
-            f"{snapshot['rps']:,.0f} req/s  errors {snapshot['failures']:,}  p95 {p95}  "
-            f"users {snapshot['active_users']}")
+    return (
+        f"[{snapshot['elapsed_s']:5.0f}/{total_s:.0f} s] requests {snapshot['requests']:,}  "
+        f"{snapshot['rps']:,.0f} req/s  errors {snapshot['failures']:,}  p95 {p95}  "
+        f"users {snapshot['active_users']}"
+    )
 
 
 def verified_text(section: dict) -> str:
@@ -277,18 +423,38 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     if not section["detected"]:
         return f"no lock issues detected; verified: {verified}{caveat}" + (f"\n\n{held}" if held else "")
     in_flight = section.get("writes_in_flight", {})
-    classes = [[cls, f"{n:,}", _in_flight(in_flight.get(cls)), section["explain"][cls]]
-               for cls, n in section["by_class"].items()]
-    parts = [f"DATABASE LOCK ISSUES DETECTED: {section['total']:,} ({section['lock_error_rate']:.2%} of requests)",
-             tabulate(classes, ["class", "count", "writes in flight", "what it means"], tablefmt="simple",
-                      disable_numparse=True)]
-    endpoint_rows = [[name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
-                     for name, counts in list(section["endpoints"].items())[:8]]
-    parts.append(tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True))
+    classes = [
+        [cls, f"{n:,}", _in_flight(in_flight.get(cls)), section["explain"][cls]]
+        for cls, n in section["by_class"].items()
+    ]
+    parts = [
+        f"DATABASE LOCK ISSUES DETECTED: {section['total']:,} ({section['lock_error_rate']:.2%} of requests)",
+        tabulate(
+            classes,
+            ["class", "count", "writes in flight", "what it means"],
+            tablefmt="simple",
+            disable_numparse=True,
+        ),
+    ]
+    endpoint_rows = [
+        [name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
+        for name, counts in list(section["endpoints"].items())[:8]
+    ]
+    parts.append(
+        tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True)
+    )
     users = ", ".join(f"user {u['user']}: {u['lock_errors']}" for u in section["top_users"][:5])
     parts.append(f"top users: {users or '-'}")
-    parts.append("timeline: " + (" ".join(f"[{_clock(row['start_s'])} {sum(row['classes'].values())}]"
-                                          for row in section["timeline"][:24]) or "-"))
+    parts.append(
+        "timeline: "
+        + (
+            " ".join(
+                f"[{_clock(row['start_s'])} {sum(row['classes'].values())}]"
+                for row in section["timeline"][:24]
+            )
+            or "-"
+        )
+    )
     parts.append(f"verified: {verified}{caveat}")
     if held:
         parts.append(held)
@@ -300,22 +466,41 @@ def _in_flight(figures: dict | None) -> str:
 
 
 def render_hold_windows(hold_lock: dict) -> str:
-    rows = [[i + 1, _clock(w["start_s"]), f"{(w['end_s'] or w['start_s']) - w['start_s']:.1f} s", w["kind"],
-             w.get("error") or f"{w['lock_issues_detected']:,}"] for i, w in enumerate(hold_lock["windows"])]
+    rows = [
+        [
+            i + 1,
+            _clock(w["start_s"]),
+            f"{(w['end_s'] or w['start_s']) - w['start_s']:.1f} s",
+            w["kind"],
+            w.get("error") or f"{w['lock_issues_detected']:,}",
+        ]
+        for i, w in enumerate(hold_lock["windows"])
+    ]
     caught = sum(1 for w in hold_lock["windows"] if w.get("lock_issues_detected"))
-    return (f"HELD LOCK WINDOWS on {hold_lock['path']}: {caught} of {len(rows)} showed lock issues\n"
-            + tabulate(rows, ["#", "start", "held", "lock", "lock issues found"], tablefmt="simple",
-                       disable_numparse=True))
+    return (
+        f"HELD LOCK WINDOWS on {hold_lock['path']}: {caught} of {len(rows)} showed lock issues\n"
+        + tabulate(
+            rows,
+            ["#", "start", "held", "lock", "lock issues found"],
+            tablefmt="simple",
+            disable_numparse=True,
+        )
+    )
 
 
 def render_accounts(section: dict) -> str:
     cleanup, counters = section["cleanup"], section["counters"]
-    line = (f"ACCOUNTS: created {cleanup.get('created', 0)}, deleted {cleanup.get('deleted', 0)}, left behind "
-            f"{cleanup.get('left_behind', 0)} ({cleanup.get('method', '-')})")
+    line = (
+        f"ACCOUNTS: created {cleanup.get('created', 0)}, deleted {cleanup.get('deleted', 0)}, left behind "
+        f"{cleanup.get('left_behind', 0)} ({cleanup.get('method', '-')})"
+    )
     if cleanup.get("rows_left_behind"):
         line += f"\n  {cleanup['rows_left_behind']} watch-history/my-list rows left behind: {cleanup['note']}"
-    extras = {k: counters[k] for k in ("phantom_registrations", "setup_retries", "relogins", "users_dropped")
-              if counters.get(k)}
+    extras = {
+        k: counters[k]
+        for k in ("phantom_registrations", "setup_retries", "relogins", "users_dropped")
+        if counters.get(k)
+    }
     if extras:
         line += "\n  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in extras.items())
     return line

@@ -1,4 +1,5 @@
 """Run folders: a timestamped folder per run under --report-dir, the overlap lock, retention, and the files inside."""
+
 from __future__ import annotations
 
 import fcntl
@@ -12,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from amanflix_stress.output.baseline import compare, load_baseline, render_baseline
 from amanflix_stress.errors import AlreadyRunning, UsageError
+from amanflix_stress.output.baseline import compare, load_baseline, render_baseline
 from amanflix_stress.output.report import render_report, write_json
 from amanflix_stress.output.thresholds import breached, render_thresholds
 
@@ -39,8 +40,10 @@ class DirLock:
         except BlockingIOError:
             holder = read_holder(fd)
             os.close(fd)
-            raise AlreadyRunning(f"{self.path.parent} is in use by another run ({describe(holder)}); "
-                                 "wait for it to finish or give another --report-dir") from None
+            raise AlreadyRunning(
+                f"{self.path.parent} is in use by another run ({describe(holder)}); "
+                "wait for it to finish or give another --report-dir"
+            ) from None
         self.fd = fd
         stale = read_holder(fd)
         os.ftruncate(fd, 0)
@@ -56,7 +59,11 @@ class DirLock:
 
 
 def holder_details() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def read_holder(fd: int) -> dict:
@@ -67,14 +74,18 @@ def read_holder(fd: int) -> dict:
 
 
 def describe(holder: dict) -> str:
-    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started_at', '?')}"
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started_at', '?')}"
+    )
 
 
 def run_folders(root: Path) -> list[Path]:
     """This tool's run folders under root, oldest first (names start with the start time)."""
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name) and (p / MARKER_NAME).exists())
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and RUN_NAME.match(p.name) and (p / MARKER_NAME).exists()
+    )
 
 
 def prune(root: Path, keep: int) -> list[Path]:
@@ -104,17 +115,21 @@ class RunDir:
         self.reporting = reporting
         self.root = Path(reporting["report_dir"]) if reporting["report_dir"] else None
         if self.root and report_json:
-            raise UsageError("--report-json and --report-dir both given: the run folder holds report.json; "
-                             "drop one of them")
+            raise UsageError(
+                "--report-json and --report-dir both given: the run folder holds report.json; "
+                "drop one of them"
+            )
         if not self.root and (reporting["keep"] or reporting["baseline"] == "previous"):
             what = "--keep" if reporting["keep"] else "--baseline previous"
-            raise UsageError(f"{what} needs --report-dir DIR (or [reporting] report_dir) to find earlier runs")
+            raise UsageError(
+                f"{what} needs --report-dir DIR (or [reporting] report_dir) to find earlier runs"
+            )
         self.lock = DirLock(self.root) if self.root else None
         self.folder: Path | None = None
         self.report_path = report_json or default_report_path()
         self.stale: dict | None = None
 
-    def __enter__(self) -> "RunDir":
+    def __enter__(self) -> RunDir:
         if self.root:
             self._open_folder()
         return self
@@ -126,8 +141,10 @@ class RunDir:
             raise UsageError(f"--report-dir {self.root}: cannot create it ({exc.strerror})") from None
         self.stale = self.lock.acquire()
         if self.stale:
-            print(f"amanflix-stress: note: took over the lock of a run that did not finish ({describe(self.stale)})",
-                  file=sys.stderr)
+            print(
+                f"amanflix-stress: note: took over the lock of a run that did not finish ({describe(self.stale)})",
+                file=sys.stderr,
+            )
         self.folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.folder.mkdir()
         (self.folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
@@ -142,7 +159,11 @@ class RunDir:
     def compare_with_baseline(self, report: dict) -> dict | None:
         """The comparison with the configured baseline; None when there is none (yet)."""
         wanted = self.reporting["baseline"]
-        path = previous_report(self.root, self.folder) if wanted == "previous" else (Path(wanted) if wanted else None)
+        path = (
+            previous_report(self.root, self.folder)
+            if wanted == "previous"
+            else (Path(wanted) if wanted else None)
+        )
         if path is None:
             return None
         return compare(report, load_baseline(str(path)), str(path), self.reporting["regression_pct"])
@@ -161,14 +182,16 @@ class RunDir:
         if removed:
             written.append(f"removed {len(removed)} old run folder(s), keeping {self.reporting['keep']}")
         if self.folder and not tty:
-            return "\n".join([f"results: {self.folder}", *problem_lines(report), report["verdict"]["summary"]])
+            return "\n".join(
+                [f"results: {self.folder}", *problem_lines(report), report["verdict"]["summary"]]
+            )
         return "\n".join([summary, *written, report["verdict"]["summary"]])
 
     def _write_html(self, report: dict) -> list[str]:
         if not self.reporting["html"]:
             return []
         try:
-            from amanflix_stress.output.html import render_html, read_timeseries
+            from amanflix_stress.output.html import read_timeseries, render_html
         except ImportError as exc:
             return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
         path = self.folder / FILES["html"]
@@ -180,6 +203,7 @@ class RunDir:
         if not target:
             return []
         from amanflix_stress.output.junit import render_junit
+
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(render_junit(report, report.get("thresholds", [])))
         return [f"junit: {target}"]
@@ -187,8 +211,11 @@ class RunDir:
 
 def summary_text(report: dict) -> str:
     """The full text summary: the console report, then thresholds and the baseline comparison."""
-    parts = [render_report(report).rstrip("\n"), render_thresholds(report.get("thresholds", [])),
-             render_baseline(report.get("baseline"))]
+    parts = [
+        render_report(report).rstrip("\n"),
+        render_thresholds(report.get("thresholds", [])),
+        render_baseline(report.get("baseline")),
+    ]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -196,5 +223,7 @@ def problem_lines(report: dict) -> list[str]:
     """Breached thresholds and regressions, one line each, for log-friendly output."""
     lines = [f"breached: {r['summary']}" for r in breached(report.get("thresholds", []))]
     comparison = report.get("baseline") or {}
-    lines += [f"regression: {r['name']}: {r['why']}" for r in comparison.get("endpoints", []) if r["regression"]]
+    lines += [
+        f"regression: {r['name']}: {r['why']}" for r in comparison.get("endpoints", []) if r["regression"]
+    ]
     return lines

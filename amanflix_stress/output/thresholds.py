@@ -1,4 +1,5 @@
 """Thresholds: k6-style pass/fail limits from the profile's [thresholds], checked against the report dict."""
+
 from __future__ import annotations
 
 from tabulate import tabulate
@@ -10,8 +11,10 @@ RUN_LIMITS = {  # profile key -> (label, totals key, "max" or "min", unit)
     "min_throughput_rps": ("throughput", "throughput_rps", "min", "req/s"),
 }
 ENDPOINT_LIMITS = {  # profile key -> (label, "max" or "min", unit)
-    "p95_ms": ("p95", "max", "ms"), "p99_ms": ("p99", "max", "ms"),
-    "error_rate": ("error rate", "max", "share"), "min_rps": ("throughput", "min", "req/s"),
+    "p95_ms": ("p95", "max", "ms"),
+    "p99_ms": ("p99", "max", "ms"),
+    "error_rate": ("error rate", "max", "share"),
+    "min_rps": ("throughput", "min", "req/s"),
 }
 
 
@@ -31,8 +34,16 @@ def check(name: str, label: str, measured, allowed: float, kind: str, unit: str)
     summary = f"{label} {fmt(measured, unit)} {relation} {bound} {fmt(allowed, unit)}"
     if measured is None:
         summary = f"{label}: no requests measured ({bound} {fmt(allowed, unit)})"
-    return {"name": name, "label": label, "measured": measured, "allowed": allowed, "kind": kind, "unit": unit,
-            "passed": passed, "summary": summary}
+    return {
+        "name": name,
+        "label": label,
+        "measured": measured,
+        "allowed": allowed,
+        "kind": kind,
+        "unit": unit,
+        "passed": passed,
+        "summary": summary,
+    }
 
 
 def run_checks(totals: dict, limits: dict) -> list[dict]:
@@ -59,8 +70,16 @@ def endpoint_checks(rows: list[dict], limits: dict) -> list[dict]:
         row = by_name.get(endpoint)
         for key, allowed in endpoint_limits.items():
             label, kind, unit = ENDPOINT_LIMITS[key]
-            results.append(check(f'endpoints."{endpoint}".{key}', f"{endpoint} {label}",
-                                 endpoint_value(row, key), allowed, kind, unit))
+            results.append(
+                check(
+                    f'endpoints."{endpoint}".{key}',
+                    f"{endpoint} {label}",
+                    endpoint_value(row, key),
+                    allowed,
+                    kind,
+                    unit,
+                )
+            )
     return results
 
 
@@ -74,8 +93,11 @@ def endpoint_value(row: dict | None, key: str):
 
 def evaluate(report: dict, limits: dict) -> list[dict]:
     """Every configured threshold, in profile order: run-wide, per error class, per endpoint."""
-    return [*run_checks(report["totals"], limits), *class_checks(report, limits.get("error_classes") or {}),
-            *endpoint_checks(report["endpoints"], limits.get("endpoints") or {})]
+    return [
+        *run_checks(report["totals"], limits),
+        *class_checks(report, limits.get("error_classes") or {}),
+        *endpoint_checks(report["endpoints"], limits.get("endpoints") or {}),
+    ]
 
 
 def breached(results: list[dict]) -> list[dict]:
@@ -85,7 +107,15 @@ def breached(results: list[dict]) -> list[dict]:
 def render_thresholds(results: list[dict]) -> str:
     if not results:
         return ""
-    rows = [[r["name"], fmt(r["measured"], r["unit"]), ("<= " if r["kind"] == "max" else ">= ")
-             + fmt(r["allowed"], r["unit"]), "ok" if r["passed"] else "BREACHED"] for r in results]
-    return "THRESHOLDS\n" + tabulate(rows, ["threshold", "measured", "allowed", "result"], tablefmt="simple",
-                                     disable_numparse=True)
+    rows = [
+        [
+            r["name"],
+            fmt(r["measured"], r["unit"]),
+            ("<= " if r["kind"] == "max" else ">= ") + fmt(r["allowed"], r["unit"]),
+            "ok" if r["passed"] else "BREACHED",
+        ]
+        for r in results
+    ]
+    return "THRESHOLDS\n" + tabulate(
+        rows, ["threshold", "measured", "allowed", "result"], tablefmt="simple", disable_numparse=True
+    )

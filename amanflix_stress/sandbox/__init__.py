@@ -4,5 +4,12 @@ from .cli import run_foreground
 from .config import SandboxConfig
 from .server import ChildSandbox, SandboxLaunchError, SandboxServer, launch_sandbox_process, start_sandbox
 
-__all__ = ["SandboxConfig", "start_sandbox", "launch_sandbox_process", "run_foreground", "SandboxServer",
-           "ChildSandbox", "SandboxLaunchError"]
+__all__ = [
+    "ChildSandbox",
+    "SandboxConfig",
+    "SandboxLaunchError",
+    "SandboxServer",
+    "launch_sandbox_process",
+    "run_foreground",
+    "start_sandbox",
+]

@@ -97,20 +97,34 @@ def batch_delete():
         else:
             remove_user(user["id"])  # a delete lost to a lock is still reported as done, like upstream
             deleted.append({"id": user["id"], "username": user["username"]})
-    return jsonify(message=f"Deleted {len(deleted)} user(s)", deleted=deleted, failed=failed,
-                   deleted_count=len(deleted), failed_count=len(failed))
+    return jsonify(
+        message=f"Deleted {len(deleted)} user(s)",
+        deleted=deleted,
+        failed=failed,
+        deleted_count=len(deleted),
+        failed_count=len(failed),
+    )
 
 
 def _create_notifications(rows: list) -> list:
     def work(conn):
         return [conn.execute(insert(N).values(**r)).inserted_primary_key[0] for r in rows]
+
     ids = sandbox().store.write_direct(db(), endpoint_name(), work)
-    return [notification_json(r) for r in db().execute(select(N).where(N.c.id.in_(ids)).order_by(N.c.id)).mappings()]
+    return [
+        notification_json(r)
+        for r in db().execute(select(N).where(N.c.id.in_(ids)).order_by(N.c.id)).mappings()
+    ]
 
 
 def _notification_rows(data: dict, targets: list) -> list:
-    base = {"title": data["title"], "message": data["message"], "type": data.get("type") or "info",
-            "link": data.get("link"), "is_read": False}
+    base = {
+        "title": data["title"],
+        "message": data["message"],
+        "type": data.get("type") or "info",
+        "link": data.get("link"),
+        "is_read": False,
+    }
     return [dict(base, user_id=target) for target in targets]
 
 

@@ -20,14 +20,20 @@ S = schema.user_session
 def create_session():
     user = optional_user()
     if user is not None:
-        query = select(S.c.session_id).where(S.c.user_id == user["id"], S.c.ended_at.is_(None)).order_by(S.c.id)
+        query = (
+            select(S.c.session_id).where(S.c.user_id == user["id"], S.c.ended_at.is_(None)).order_by(S.c.id)
+        )
         open_session = db().execute(query.limit(1)).first()
         if open_session is not None:
-            return jsonify(session_id=open_session[0], user_id=str(user["id"]), message="Using existing session")
+            return jsonify(
+                session_id=open_session[0], user_id=str(user["id"]), message="Using existing session"
+            )
     session_id = str(uuid.uuid4())
     stmt = insert(S).values(session_id=session_id, user_id=user["id"] if user else None)
     sandbox().store.write(db(), endpoint_name(), lambda c: c.execute(stmt))
-    return jsonify(session_id=session_id, user_id=str(user["id"]) if user else None, message="New session created"), 201
+    return jsonify(
+        session_id=session_id, user_id=str(user["id"]) if user else None, message="New session created"
+    ), 201
 
 
 def _session():

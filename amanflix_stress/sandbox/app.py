@@ -11,7 +11,19 @@ from dataclasses import dataclass
 from flask import Flask, jsonify, request
 from sqlalchemy import insert, select, update
 
-from . import admin, analytics, auth, content, discovery, errors, history, mylist, notifications, schema, tokens
+from . import (
+    admin,
+    analytics,
+    auth,
+    content,
+    discovery,
+    errors,
+    history,
+    mylist,
+    notifications,
+    schema,
+    tokens,
+)
 from .authz import AuthCache
 from .catalog import Catalog, seed
 from .config import SandboxConfig
@@ -19,8 +31,18 @@ from .storage import Store, create_schema, make_engine, release_db
 from .truth import Truth
 
 ADMIN_USERNAME = "superadmin"
-BLUEPRINTS = (auth.bp, content.bp, discovery.bp, discovery.search_bp, history.bp, mylist.bp, analytics.bp,
-              notifications.bp, admin.bp, admin.truth_bp)
+BLUEPRINTS = (
+    auth.bp,
+    content.bp,
+    discovery.bp,
+    discovery.search_bp,
+    history.bp,
+    mylist.bp,
+    analytics.bp,
+    notifications.bp,
+    admin.bp,
+    admin.truth_bp,
+)
 
 
 @dataclass
@@ -53,8 +75,14 @@ def ensure_superadmin(engine, password: str, iterations: int) -> None:
         if conn.execute(select(A.c.id).where(A.c.username == ADMIN_USERNAME)).first():
             conn.execute(update(A).where(A.c.username == ADMIN_USERNAME).values(password=hashed))
         else:
-            conn.execute(insert(A).values(username=ADMIN_USERNAME, email="superadmin@sandbox.local",
-                                          password=hashed, role="superadmin"))
+            conn.execute(
+                insert(A).values(
+                    username=ADMIN_USERNAME,
+                    email="superadmin@sandbox.local",
+                    password=hashed,
+                    role="superadmin",
+                )
+            )
 
 
 def build_state(cfg: SandboxConfig) -> SandboxState:
@@ -89,5 +117,11 @@ def create_app(state: SandboxState) -> Flask:
 
 
 def _service_status():
-    return jsonify(service_enabled=True, maintenance_mode=False, is_available=True, maintenance_title=None,
-                   maintenance_message=None, estimated_downtime=None)
+    return jsonify(
+        service_enabled=True,
+        maintenance_mode=False,
+        is_available=True,
+        maintenance_title=None,
+        maintenance_message=None,
+        estimated_downtime=None,
+    )

@@ -17,10 +17,16 @@ U = schema.user
 
 
 def user_json(user) -> dict:
-    return {"id": user["id"], "username": user["username"], "email": user["email"],
-            "is_banned": bool(user["is_banned"]), "ban_reason": user["ban_reason"],
-            "ban_until": http_date(user["ban_until"]), "created_at": http_date(user["created_at"]),
-            "updated_at": http_date(user["updated_at"])}
+    return {
+        "id": user["id"],
+        "username": user["username"],
+        "email": user["email"],
+        "is_banned": bool(user["is_banned"]),
+        "ban_reason": user["ban_reason"],
+        "ban_until": http_date(user["ban_until"]),
+        "created_at": http_date(user["created_at"]),
+        "updated_at": http_date(user["updated_at"]),
+    }
 
 
 def find_user(**where):
@@ -40,9 +46,13 @@ def register():
     if find_user(username=username) is not None:
         return message("User already exists", 400)
     hashed = tokens.hash_password(password, sandbox().cfg.hash_iterations)
-    stmt = insert(U).values(username=username, email=request.form.get("email"), password=hashed, is_banned=False)
+    stmt = insert(U).values(
+        username=username, email=request.form.get("email"), password=hashed, is_banned=False
+    )
     try:
-        ok, new_id = sandbox().store.write(db(), endpoint_name(), lambda c: c.execute(stmt).inserted_primary_key[0])
+        ok, new_id = sandbox().store.write(
+            db(), endpoint_name(), lambda c: c.execute(stmt).inserted_primary_key[0]
+        )
     except IntegrityError:
         return message("Registration failed due to database error. Please try again.", 500)
     if ok:
@@ -112,7 +122,9 @@ def logout():
 def delete_user_only(conn, user_id: int) -> None:
     """Self-delete as upstream does it: the user row goes, sessions are detached, other rows stay
     (unless `fixed` mode's enforced FKs cascade)."""
-    conn.execute(update(schema.user_session).where(schema.user_session.c.user_id == user_id).values(user_id=None))
+    conn.execute(
+        update(schema.user_session).where(schema.user_session.c.user_id == user_id).values(user_id=None)
+    )
     conn.execute(delete(U).where(U.c.id == user_id))
 
 

@@ -188,6 +188,7 @@ def failure_response(reason: str):
 
 def user_required(view):
     """Route decorator: sets g.user or answers the contract's auth error."""
+
     @wraps(view)
     def wrapper(*args, **kwargs):
         try:
@@ -195,11 +196,13 @@ def user_required(view):
         except AuthFailure as exc:
             return failure_response(exc.reason)
         return view(*args, **kwargs)
+
     return wrapper
 
 
 def admin_required(min_role: str = "admin"):
     """Route decorator for admin routes: sets g.admin."""
+
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
@@ -208,7 +211,9 @@ def admin_required(min_role: str = "admin"):
             except AuthFailure as exc:
                 return failure_response(exc.reason)
             return view(*args, **kwargs)
+
         return wrapper
+
     return decorate
 
 

@@ -12,33 +12,51 @@ from .server import READY_PREFIX, start_sandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="amanflix-stress sandbox",
-                                     description="Run the sandbox Amanflix API on 127.0.0.1 until Ctrl-C.")
+    parser = argparse.ArgumentParser(
+        prog="amanflix-stress sandbox", description="Run the sandbox Amanflix API on 127.0.0.1 until Ctrl-C."
+    )
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
-    parser.add_argument("--mode", choices=MODES, default="upstream", help="storage behaviour (default upstream)")
+    parser.add_argument(
+        "--mode", choices=MODES, default="upstream", help="storage behaviour (default upstream)"
+    )
     parser.add_argument("--db", help="SQLite file (default: a new temp file); an existing catalog is reused")
     parser.add_argument("--busy-timeout-s", type=float, default=5.0, help="SQLite busy timeout (upstream: 5)")
     parser.add_argument("--catalog", choices=CATALOGS, default="default", help="seed content or leave empty")
     parser.add_argument("--admin-password", help="superadmin password (default: random, printed)")
-    parser.add_argument("--hash-iterations", type=int, default=DEFAULT_HASH_ITERATIONS,
-                        help="PBKDF2 iterations per password hash (~1000000 mimics upstream bcrypt's ~0.4 s)")
-    parser.add_argument("--truth-path", help="ground-truth JSON written at shutdown (default <db>.truth.json)")
+    parser.add_argument(
+        "--hash-iterations",
+        type=int,
+        default=DEFAULT_HASH_ITERATIONS,
+        help="PBKDF2 iterations per password hash (~1000000 mimics upstream bcrypt's ~0.4 s)",
+    )
+    parser.add_argument(
+        "--truth-path", help="ground-truth JSON written at shutdown (default <db>.truth.json)"
+    )
     parser.add_argument("--log-requests", action="store_true", help="print one line per request")
     return parser
 
 
 def config_from(args: argparse.Namespace) -> SandboxConfig:
-    return SandboxConfig(mode=args.mode, db_path=args.db, port=args.port, busy_timeout_s=args.busy_timeout_s,
-                         hash_iterations=args.hash_iterations, catalog=args.catalog,
-                         admin_password=args.admin_password, truth_path=args.truth_path)
+    return SandboxConfig(
+        mode=args.mode,
+        db_path=args.db,
+        port=args.port,
+        busy_timeout_s=args.busy_timeout_s,
+        hash_iterations=args.hash_iterations,
+        catalog=args.catalog,
+        admin_password=args.admin_password,
+        truth_path=args.truth_path,
+    )
 
 
 def _install_stop_signals(stop: threading.Event) -> None:
     """First SIGINT/SIGTERM stops gracefully (truth file written); a second Ctrl-C interrupts."""
+
     def on_signal(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:
             signal.default_int_handler(signum, frame)
         stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             signal.signal(signum, on_signal)
@@ -47,12 +65,15 @@ def _install_stop_signals(stop: threading.Event) -> None:
 
 
 def banner(info: dict) -> str:
-    return "\n".join([
-        f"Amanflix sandbox ({info['mode']} mode) listening on {info['url']}",
-        f"  admin: {info['admin_username']} / {info['admin_password']}",
-        f"  database: {info['db_path']}",
-        f"  ground truth at shutdown: {info['truth_path']}",
-        "Press Ctrl-C to stop."])
+    return "\n".join(
+        [
+            f"Amanflix sandbox ({info['mode']} mode) listening on {info['url']}",
+            f"  admin: {info['admin_username']} / {info['admin_password']}",
+            f"  database: {info['db_path']}",
+            f"  ground truth at shutdown: {info['truth_path']}",
+            "Press Ctrl-C to stop.",
+        ]
+    )
 
 
 def run_foreground(argv: list[str] | None = None, stop: threading.Event | None = None) -> int:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 MODES = ("upstream", "strict", "fixed")
 CATALOGS = ("default", "empty")
-DEFAULT_HASH_ITERATIONS = 40_000  # PBKDF2-SHA256: ~15 ms per hash here; ~1_000_000 mimics upstream's ~0.4 s bcrypt
+DEFAULT_HASH_ITERATIONS = (
+    40_000  # PBKDF2-SHA256: ~15 ms per hash here; ~1_000_000 mimics upstream's ~0.4 s bcrypt
+)
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,22 @@ def filtered(items: list, min_rating: float = 0.0) -> list:
     """Apply genre / year / min_rating / max_rating query filters."""
     genre, year = (request.args.get("genre") or "").lower(), request.args.get("year", type=int)
     low, high = float_arg("min_rating", min_rating), float_arg("max_rating", 10.0)
-    return [i for i in items
-            if genre in (i.get("genres") or "").lower()
-            and (year is None or _year(i) == str(year))
-            and low <= (i.get("vote_average") or 0) <= high]
+    return [
+        i
+        for i in items
+        if genre in (i.get("genres") or "").lower()
+        and (year is None or _year(i) == str(year))
+        and low <= (i.get("vote_average") or 0) <= high
+    ]
 
 
 def ordered(items: list) -> list:
     """sort_by / order / reverse query parameters."""
     key = request.args.get("sort_by")
     if key and items and key in items[0]:
-        items = sorted(items, key=lambda i: (i[key] is None, i[key]), reverse=request.args.get("order") == "desc")
+        items = sorted(
+            items, key=lambda i: (i[key] is None, i[key]), reverse=request.args.get("order") == "desc"
+        )
     return list(reversed(items)) if flag("reverse") else items
 
 
@@ -46,8 +51,10 @@ def fuzzy_rank(items: list, query: str, limit: int) -> list:
     query = query.lower().strip()
     if not query:
         return []
-    scored = [(difflib.SequenceMatcher(None, query, i["title"].lower()).ratio() + (query in i["title"].lower()), i)
-              for i in items]
+    scored = [
+        (difflib.SequenceMatcher(None, query, i["title"].lower()).ratio() + (query in i["title"].lower()), i)
+        for i in items
+    ]
     return [i for score, i in sorted(scored, key=lambda pair: -pair[0]) if score > 0.3][:limit]
 
 

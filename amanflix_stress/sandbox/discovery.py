@@ -41,7 +41,9 @@ def random_titles():
 @bp.get("/trending")
 @user_required
 def trending():
-    items = [dict(i, popularity_score=i["vote_average"] * 10) for i in filtered(pool()) if i.get("vote_average")]
+    items = [
+        dict(i, popularity_score=i["vote_average"] * 10) for i in filtered(pool()) if i.get("vote_average")
+    ]
     return jsonify(_page(sorted(items, key=lambda i: -i["popularity_score"])))
 
 
@@ -52,7 +54,7 @@ def featured():
     page, per_page = int_arg("page", 1), int_arg("per_page", 20)
     if page < 1 or per_page < 1:
         return jsonify([])
-    window = ranked[(page - 1) * per_page:(page + 1) * per_page]
+    window = ranked[(page - 1) * per_page : (page + 1) * per_page]
     random.shuffle(window)
     return jsonify(maybe_history(window[:per_page]))
 
@@ -79,7 +81,11 @@ def _matching(items: list, query: str) -> list:
         return [i for i in items if query in i["title"].lower()]
     threshold = float_arg("fuzzy_threshold", 0.25)
     scored = [(difflib.SequenceMatcher(None, query, i["title"].lower()).ratio(), i) for i in items]
-    return [i for score, i in sorted(scored, key=lambda p: -p[0]) if score >= threshold or query in i["title"].lower()]
+    return [
+        i
+        for score, i in sorted(scored, key=lambda p: -p[0])
+        if score >= threshold or query in i["title"].lower()
+    ]
 
 
 @search_bp.get("/search")
@@ -87,7 +93,7 @@ def search():
     items = _matching(_search_pool(), request.args.get("q", "").strip().lower())
     if flag("random"):
         random.shuffle(items)
-    return jsonify(items[:max(0, int_arg("max_results", 20))])
+    return jsonify(items[: max(0, int_arg("max_results", 20))])
 
 
 @search_bp.get("/autocomplete")
@@ -97,5 +103,7 @@ def autocomplete():
         return jsonify([])
     movies = [{"id": m["id"], "title": m["title"]} for m in catalog.movies if query in m["title"].lower()]
     shows = [{"id": s["show_id"], "name": s["title"]} for s in catalog.shows if query in s["title"].lower()]
-    hits = sorted(movies + shows, key=lambda h: not (h.get("title") or h.get("name")).lower().startswith(query))
-    return jsonify(hits[:max(0, int_arg("max_results", 10))])
+    hits = sorted(
+        movies + shows, key=lambda h: not (h.get("title") or h.get("name")).lower().startswith(query)
+    )
+    return jsonify(hits[: max(0, int_arg("max_results", 10))])

@@ -10,7 +10,10 @@ from werkzeug.exceptions import HTTPException, NotFound
 
 from .storage import count_unhandled_lock, endpoint_name
 
-NOT_FOUND = {"error": "The page you're looking for seems to have vanished into thin air.", "error_reason": "not_found"}
+NOT_FOUND = {
+    "error": "The page you're looking for seems to have vanished into thin air.",
+    "error_reason": "not_found",
+}
 
 DEBUG_PAGE = """<!doctype html>
 <html lang=en>
@@ -56,8 +59,11 @@ def exception_title(exc: BaseException) -> str:
 def debug_page(exc: BaseException) -> Response:
     """HTTP 500 with a Werkzeug-debugger-like HTML page naming the exception."""
     title = html.escape(exception_title(exc))
-    body = DEBUG_PAGE.format(title=title, exc_type=html.escape(type(exc).__name__),
-                             traceback=html.escape("".join(traceback.format_exception(exc))))
+    body = DEBUG_PAGE.format(
+        title=title,
+        exc_type=html.escape(type(exc).__name__),
+        traceback=html.escape("".join(traceback.format_exception(exc))),
+    )
     return Response(body, status=500, mimetype="text/html")
 
 

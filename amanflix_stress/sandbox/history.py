@@ -49,19 +49,30 @@ def upsert_legacy(conn, values: dict) -> dict:
     """Upstream: select the first matching row, else insert (no unique key: races make duplicates).
     A lost write answers with the old row, or with a pending row whose watched_at is None."""
     store, endpoint = sandbox().store, endpoint_name()
-    where = identity(values["user_id"], values["content_type"], values["content_id"],
-                     values["season_number"], values["episode_number"])
+    where = identity(
+        values["user_id"],
+        values["content_type"],
+        values["content_id"],
+        values["season_number"],
+        values["episode_number"],
+    )
     existing = conn.execute(select(W).where(*where).order_by(W.c.id).limit(1)).mappings().first()
     if existing is not None:
-        changes = {k: values[k] for k in ("watch_timestamp", "total_duration", "progress_percentage", "is_completed")}
+        changes = {
+            k: values[k] for k in ("watch_timestamp", "total_duration", "progress_percentage", "is_completed")
+        }
         stmt = update(W).where(W.c.id == existing["id"]).values(last_watched=utcnow(), **changes)
         store.write(conn, endpoint, lambda c: c.execute(stmt))
         return _reload(conn, existing["id"])
-    ok, new_id = store.write(conn, endpoint, lambda c: c.execute(insert(W).values(**values)).inserted_primary_key[0])
+    ok, new_id = store.write(
+        conn, endpoint, lambda c: c.execute(insert(W).values(**values)).inserted_primary_key[0]
+    )
     if not ok:
         return dict(values, id=None, watched_at=None, last_watched=None)
     first_id = conn.execute(select(W.c.id).where(*where).order_by(W.c.id).limit(1)).scalar()
-    if first_id != new_id:  # writes are serialised, so the lower id committed first: this row is the extra one
+    if (
+        first_id != new_id
+    ):  # writes are serialised, so the lower id committed first: this row is the extra one
         sandbox().truth.duplicate_created()
     return _reload(conn, new_id)
 
@@ -69,7 +80,9 @@ def upsert_legacy(conn, values: dict) -> dict:
 def upsert_fixed(conn, values: dict) -> dict:
     """`fixed`: INSERT ... ON CONFLICT DO UPDATE on the unique key."""
     params = dict(values, now=utcnow())
-    _, row_id = sandbox().store.write(conn, endpoint_name(), lambda c: c.execute(FIXED_UPSERT, params).scalar_one())
+    _, row_id = sandbox().store.write(
+        conn, endpoint_name(), lambda c: c.execute(FIXED_UPSERT, params).scalar_one()
+    )
     return _reload(conn, row_id)
 
 
@@ -77,10 +90,17 @@ def update_values(data: dict, user_id: int) -> dict:
     """Columns for /update; total_duration that is not a number raises TypeError (upstream's 500 page)."""
     timestamp, duration = data.get("watch_timestamp"), data.get("total_duration")
     percent = (timestamp / duration) * 100 if duration > 0 else 0
-    return {"user_id": user_id, "content_type": data.get("content_type"), "content_id": data.get("content_id"),
-            "watch_timestamp": timestamp, "total_duration": duration, "progress_percentage": percent,
-            "season_number": data.get("season_number"), "episode_number": data.get("episode_number"),
-            "is_completed": percent > 90}
+    return {
+        "user_id": user_id,
+        "content_type": data.get("content_type"),
+        "content_id": data.get("content_id"),
+        "watch_timestamp": timestamp,
+        "total_duration": duration,
+        "progress_percentage": percent,
+        "season_number": data.get("season_number"),
+        "episode_number": data.get("episode_number"),
+        "is_completed": percent > 90,
+    }
 
 
 @bp.post("/update")
@@ -125,12 +145,22 @@ def _history_item(row, rows):
     if content is None:
         return None
     if row["content_type"] == "movie":
-        return dict(content, source="database", watch_id=f"m-{row['content_id']}", watch_history=record_json(row))
-    episodes = {(r["season_number"], r["episode_number"]) for r in rows
-                if r["content_type"] == "tv" and r["content_id"] == row["content_id"]}
-    return dict(content, source="database", watch_history=record_json(row),
-                watch_id=f"t-{row['content_id']}-{row['season_number']}-{row['episode_number']}",
-                episode_details=show_progress(row)["episode_details"], watched_episodes=len(episodes))
+        return dict(
+            content, source="database", watch_id=f"m-{row['content_id']}", watch_history=record_json(row)
+        )
+    episodes = {
+        (r["season_number"], r["episode_number"])
+        for r in rows
+        if r["content_type"] == "tv" and r["content_id"] == row["content_id"]
+    }
+    return dict(
+        content,
+        source="database",
+        watch_history=record_json(row),
+        watch_id=f"t-{row['content_id']}-{row['season_number']}-{row['episode_number']}",
+        episode_details=show_progress(row)["episode_details"],
+        watched_episodes=len(episodes),
+    )
 
 
 @bp.get("/history")
@@ -160,7 +190,11 @@ def _first_row(content_type, content_id, season=None, episode=None):
 
 
 def _record_or_404(row):
-    return (jsonify(record_json(row)), 200) if row is not None else (jsonify(message="No watch history found"), 404)
+    return (
+        (jsonify(record_json(row)), 200)
+        if row is not None
+        else (jsonify(message="No watch history found"), 404)
+    )
 
 
 @bp.get("/get/<content_type>/<int:content_id>")
@@ -177,12 +211,18 @@ def get_by_id(watch_id: str):
     if match is None:
         return jsonify(INVALID_WATCH_ID), 400
     movie_id, show_id, season, episode = (int(x) if x else None for x in match.groups())
-    row = _first_row("movie", movie_id) if movie_id is not None else _first_row("tv", show_id, season, episode)
+    row = (
+        _first_row("movie", movie_id) if movie_id is not None else _first_row("tv", show_id, season, episode)
+    )
     return _record_or_404(row)
 
 
 def _latest_for(content_type: str, content_id: int):
-    rows = [r for r in user_rows(g.user["id"]) if r["content_type"] == content_type and r["content_id"] == content_id]
+    rows = [
+        r
+        for r in user_rows(g.user["id"])
+        if r["content_type"] == content_type and r["content_id"] == content_id
+    ]
     return latest_by_title(rows).get((content_type, content_id))
 
 
@@ -198,9 +238,13 @@ def current(content_type: str, content_id: int):
     data = {k: v for k, v in summary(row).items() if k not in ("last_watched", "episode_id")}
     if content_type == "tv":
         where = show_progress(row)
-        data.update(season_number=row["season_number"], episode_number=row["episode_number"],
-                    episode_id=progress.episode_id(row), episode_details=where["episode_details"],
-                    next_episode=where["next_episode"])
+        data.update(
+            season_number=row["season_number"],
+            episode_number=row["episode_number"],
+            episode_id=progress.episode_id(row),
+            episode_details=where["episode_details"],
+            next_episode=where["next_episode"],
+        )
     return jsonify(data)
 
 
@@ -211,10 +255,19 @@ def show_episodes(show_id: int):
     first = {}
     for r in rows:  # lowest id per episode, as upstream's lookups see it
         first.setdefault((r["season_number"], r["episode_number"]), r)
-    return jsonify([{"episodeId": f"{show_id}{s}{e}", "seasonNumber": s, "episodeNumber": e,
-                     "progress": r["progress_percentage"], "is_completed": bool(r["is_completed"]),
-                     "last_watched": r["last_watched"].isoformat() if r["last_watched"] else None}
-                    for (s, e), r in sorted(first.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0))])
+    return jsonify(
+        [
+            {
+                "episodeId": f"{show_id}{s}{e}",
+                "seasonNumber": s,
+                "episodeNumber": e,
+                "progress": r["progress_percentage"],
+                "is_completed": bool(r["is_completed"]),
+                "last_watched": r["last_watched"].isoformat() if r["last_watched"] else None,
+            }
+            for (s, e), r in sorted(first.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0))
+        ]
+    )
 
 
 def _episode_json(ep: dict, is_next_season: bool, restarted: bool) -> dict:
@@ -234,8 +287,13 @@ def next_episode(show_id: int):
     if not current_ep:
         return jsonify(_episode_json(episodes[0], False, False))
     if not row["is_completed"]:
-        return jsonify(dict(_episode_json(current_ep, False, False), watch_timestamp=row["watch_timestamp"],
-                            progress_percentage=row["progress_percentage"]))
+        return jsonify(
+            dict(
+                _episode_json(current_ep, False, False),
+                watch_timestamp=row["watch_timestamp"],
+                progress_percentage=row["progress_percentage"],
+            )
+        )
     following = catalog.next_episode(show_id, row["season_number"], row["episode_number"])
     if following is None:
         return jsonify(_episode_json(episodes[0], False, True))

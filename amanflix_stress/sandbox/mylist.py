@@ -13,7 +13,14 @@ from .storage import db, endpoint_name, sandbox
 
 bp = Blueprint("mylist", __name__, url_prefix="/api/mylist")
 L = schema.my_list
-TYPE_ALIASES = {"movie": "movie", "movies": "movie", "tv": "tv", "tv_series": "tv", "show": "tv", "shows": "tv"}
+TYPE_ALIASES = {
+    "movie": "movie",
+    "movies": "movie",
+    "tv": "tv",
+    "tv_series": "tv",
+    "show": "tv",
+    "shows": "tv",
+}
 
 
 class BadItem(Exception):
@@ -48,12 +55,14 @@ def in_list(content_type: str, content_id: int) -> bool:
 
 def item_route(view):
     """Parse the form item first; a BadItem becomes a 400."""
+
     def wrapper():
         try:
             item = form_item()
         except BadItem as exc:
             return jsonify(exc.body), 400
         return view(*item)
+
     wrapper.__name__ = view.__name__
     return wrapper
 
@@ -96,5 +105,7 @@ def all_items():
         content = catalog.content(row["content_type"], row["content_id"])
         if content is not None:
             extra = {"id": content["show_id"]} if row["content_type"] == "tv" else {}
-            items.append(dict(content, content_type=row["content_type"], media_type=content["media_type"], **extra))
+            items.append(
+                dict(content, content_type=row["content_type"], media_type=content["media_type"], **extra)
+            )
     return jsonify(maybe_history(page_of(items, int_arg("page", 1), int_arg("per_page", 10))))

@@ -15,9 +15,16 @@ N = schema.notification
 
 
 def notification_json(row) -> dict:
-    return {"id": row["id"], "title": row["title"], "message": row["message"], "type": row["type"],
-            "user_id": row["user_id"], "created_at": http_date(row["created_at"]),
-            "is_read": bool(row["is_read"]), "link": row["link"]}
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "message": row["message"],
+        "type": row["type"],
+        "user_id": row["user_id"],
+        "created_at": http_date(row["created_at"]),
+        "is_read": bool(row["is_read"]),
+        "link": row["link"],
+    }
 
 
 def visible() -> object:
@@ -35,7 +42,11 @@ def list_notifications():
 @bp.get("/unread/count")
 @user_required
 def unread_count():
-    query = select(func.count()).select_from(N).where(visible(), or_(N.c.is_read.is_(False), N.c.is_read.is_(None)))
+    query = (
+        select(func.count())
+        .select_from(N)
+        .where(visible(), or_(N.c.is_read.is_(False), N.c.is_read.is_(None)))
+    )
     return jsonify(unread_count=db().execute(query).scalar_one())
 
 

@@ -26,7 +26,7 @@ def page_of(items: list, page: int, per_page: int) -> list:
     if page < 1 or per_page < 1:
         return []
     start = (page - 1) * per_page
-    return items[start:start + per_page]
+    return items[start : start + per_page]
 
 
 def http_date(value) -> str | None:

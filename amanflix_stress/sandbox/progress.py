@@ -13,11 +13,19 @@ W = schema.watch_history
 
 def record_json(row) -> dict:
     """The /update record. A lost insert has watched_at None: .isoformat() then fails exactly like upstream."""
-    return {"id": row["id"], "content_type": row["content_type"], "content_id": row["content_id"],
-            "watch_timestamp": row["watch_timestamp"], "total_duration": row["total_duration"],
-            "progress_percentage": row["progress_percentage"], "season_number": row["season_number"],
-            "episode_number": row["episode_number"], "watched_at": row["watched_at"].isoformat(),
-            "last_watched": row["last_watched"].isoformat(), "is_completed": bool(row["is_completed"])}
+    return {
+        "id": row["id"],
+        "content_type": row["content_type"],
+        "content_id": row["content_id"],
+        "watch_timestamp": row["watch_timestamp"],
+        "total_duration": row["total_duration"],
+        "progress_percentage": row["progress_percentage"],
+        "season_number": row["season_number"],
+        "episode_number": row["episode_number"],
+        "watched_at": row["watched_at"].isoformat(),
+        "last_watched": row["last_watched"].isoformat(),
+        "is_completed": bool(row["is_completed"]),
+    }
 
 
 def user_rows(user_id: int, conn=None) -> list:
@@ -44,21 +52,35 @@ def episode_id(row) -> str | None:
 
 def summary(row) -> dict:
     """The `watch_history` object attached to content items."""
-    return {"content_type": row["content_type"], "content_id": row["content_id"],
-            "watch_timestamp": row["watch_timestamp"], "total_duration": row["total_duration"],
-            "progress_percentage": row["progress_percentage"], "is_completed": bool(row["is_completed"]),
-            "last_watched": iso(row["last_watched"]),
-            "episode_id": episode_id(row) if row["content_type"] == "tv" else None}
+    return {
+        "content_type": row["content_type"],
+        "content_id": row["content_id"],
+        "watch_timestamp": row["watch_timestamp"],
+        "total_duration": row["total_duration"],
+        "progress_percentage": row["progress_percentage"],
+        "is_completed": bool(row["is_completed"]),
+        "last_watched": iso(row["last_watched"]),
+        "episode_id": episode_id(row) if row["content_type"] == "tv" else None,
+    }
 
 
 def show_progress(row) -> dict:
     """Where a viewer is in a show, from its latest episode row."""
     catalog, show_id = sandbox().catalog, row["content_id"]
     season, number = row["season_number"], row["episode_number"]
-    current, following = catalog.episode(show_id, season, number), catalog.next_episode(show_id, season, number)
+    current, following = (
+        catalog.episode(show_id, season, number),
+        catalog.next_episode(show_id, season, number),
+    )
     last = current is not None and following is None
-    return {"season_number": season, "episode_number": number, "episode_details": current,
-            "last_episode": last, "finished_show": last and bool(row["is_completed"]), "next_episode": following}
+    return {
+        "season_number": season,
+        "episode_number": number,
+        "episode_details": current,
+        "last_episode": last,
+        "finished_show": last and bool(row["is_completed"]),
+        "next_episode": following,
+    }
 
 
 def attach(items: list, user_id: int) -> list:

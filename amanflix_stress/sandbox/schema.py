@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text,
-                        text)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
 
 metadata = MetaData()
 NOW = text("CURRENT_TIMESTAMP")  # UTC, whole seconds: what upstream's DB defaults give
@@ -15,7 +26,8 @@ def _user_fk(ondelete: str) -> ForeignKey:
 
 
 user = Table(
-    "user", metadata,
+    "user",
+    metadata,
     Column("id", Integer, primary_key=True),  # no AUTOINCREMENT: SQLite reuses the highest rowid
     Column("username", String(150), nullable=False),
     Column("email", String(150)),
@@ -28,7 +40,8 @@ user = Table(
 )
 
 admin = Table(
-    "admin", metadata,
+    "admin",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("username", String(150), nullable=False),
     Column("email", String(150)),
@@ -38,54 +51,86 @@ admin = Table(
 )
 
 blacklist_token = Table(
-    "blacklist_token", metadata,
+    "blacklist_token",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("token", String(500), nullable=False),
     Column("blacklisted_on", DateTime, server_default=NOW),
 )
 
 movie = Table(
-    "movie", metadata,
+    "movie",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("title", String(255)), Column("overview", Text), Column("tagline", String(255)),
-    Column("release_date", DateTime), Column("vote_average", Float), Column("genres", String(255)),
-    Column("keywords", Text), Column("poster_path", String(255)), Column("backdrop_path", String(255)),
-    Column("runtime", Integer), Column("spoken_languages", String(255)), Column("video_id", String(50)),
-    Column("has_subtitles", Boolean), Column("production_companies", Text),
-    Column("production_countries", Text), Column("budget", Integer), Column("revenue", Integer),
-    Column("status", String(50)), Column("in_production", Boolean), Column("added_at", DateTime),
+    Column("title", String(255)),
+    Column("overview", Text),
+    Column("tagline", String(255)),
+    Column("release_date", DateTime),
+    Column("vote_average", Float),
+    Column("genres", String(255)),
+    Column("keywords", Text),
+    Column("poster_path", String(255)),
+    Column("backdrop_path", String(255)),
+    Column("runtime", Integer),
+    Column("spoken_languages", String(255)),
+    Column("video_id", String(50)),
+    Column("has_subtitles", Boolean),
+    Column("production_companies", Text),
+    Column("production_countries", Text),
+    Column("budget", Integer),
+    Column("revenue", Integer),
+    Column("status", String(50)),
+    Column("in_production", Boolean),
+    Column("added_at", DateTime),
 )
 
 tvshow = Table(
-    "tvshow", metadata,
+    "tvshow",
+    metadata,
     Column("show_id", Integer, primary_key=True, autoincrement=False),
-    Column("title", String(255)), Column("genres", String(255)), Column("created_by", String(255)),
-    Column("overview", Text), Column("poster_path", String(255)), Column("backdrop_path", String(255)),
-    Column("vote_average", Float), Column("tagline", String(255)), Column("spoken_languages", String(255)),
-    Column("first_air_date", DateTime), Column("last_air_date", DateTime),
-    Column("production_companies", Text), Column("production_countries", Text), Column("networks", Text),
-    Column("status", String(50)), Column("added_at", DateTime),
+    Column("title", String(255)),
+    Column("genres", String(255)),
+    Column("created_by", String(255)),
+    Column("overview", Text),
+    Column("poster_path", String(255)),
+    Column("backdrop_path", String(255)),
+    Column("vote_average", Float),
+    Column("tagline", String(255)),
+    Column("spoken_languages", String(255)),
+    Column("first_air_date", DateTime),
+    Column("last_air_date", DateTime),
+    Column("production_companies", Text),
+    Column("production_countries", Text),
+    Column("networks", Text),
+    Column("status", String(50)),
+    Column("added_at", DateTime),
 )
 
 season = Table(
-    "season", metadata,
+    "season",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("season_number", Integer, nullable=False),
     Column("tvshow_id", Integer, ForeignKey("tvshow.show_id"), nullable=False),
 )
 
 episode = Table(
-    "episode", metadata,
+    "episode",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("season_id", Integer, ForeignKey("season.id"), nullable=False),
     Column("episode_number", Integer, nullable=False),
     Column("episode_number_end", Integer),
-    Column("title", String(255)), Column("overview", Text), Column("has_subtitles", Boolean),
-    Column("video_id", String(50)), Column("runtime", Integer),
+    Column("title", String(255)),
+    Column("overview", Text),
+    Column("has_subtitles", Boolean),
+    Column("video_id", String(50)),
+    Column("runtime", Integer),
 )
 
 watch_history = Table(
-    "watch_history", metadata,
+    "watch_history",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, _user_fk("CASCADE"), nullable=False),
     Column("content_type", String(20), nullable=False),
@@ -101,7 +146,8 @@ watch_history = Table(
 )
 
 my_list = Table(
-    "my_list", metadata,
+    "my_list",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, _user_fk("CASCADE"), nullable=False),
     Column("content_type", String(20), nullable=False),
@@ -110,7 +156,8 @@ my_list = Table(
 )
 
 user_session = Table(
-    "user_session", metadata,
+    "user_session",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("session_id", String(64), nullable=False),
     Column("user_id", Integer, _user_fk("SET NULL")),
@@ -120,7 +167,8 @@ user_session = Table(
 )
 
 notification = Table(
-    "notification", metadata,
+    "notification",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("title", String(255), nullable=False),
     Column("message", Text, nullable=False),
@@ -133,4 +181,6 @@ notification = Table(
 
 # Only `fixed` mode has it: one row per (user, title[, episode]); NULL season/episode count as equal.
 WATCH_HISTORY_KEY = "user_id, content_type, content_id, IFNULL(season_number, -1), IFNULL(episode_number, -1)"
-UNIQUE_WATCH_HISTORY = f"CREATE UNIQUE INDEX IF NOT EXISTS ux_watch_history_key ON watch_history ({WATCH_HISTORY_KEY})"
+UNIQUE_WATCH_HISTORY = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS ux_watch_history_key ON watch_history ({WATCH_HISTORY_KEY})"
+)

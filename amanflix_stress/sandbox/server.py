@@ -38,7 +38,9 @@ class SandboxServer:
         self._state = build_state(cfg)
         handler = WSGIRequestHandler if log_requests else QuietHandler
         try:
-            self._server = make_server(HOST, cfg.port, create_app(self._state), threaded=True, request_handler=handler)
+            self._server = make_server(
+                HOST, cfg.port, create_app(self._state), threaded=True, request_handler=handler
+            )
         except OSError:
             self._state.store.engine.dispose()
             raise
@@ -48,8 +50,12 @@ class SandboxServer:
         self.db_path, self.truth_path, self.mode = self.cfg.db_path, self._state.truth_path, self.cfg.mode
         self._stopped = threading.Lock()
         self._done = False
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="amanflix-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="amanflix-sandbox",
+            daemon=True,
+        )
         self._thread.start()
 
     def truth(self) -> dict:
@@ -71,10 +77,17 @@ class SandboxServer:
 
     def info(self) -> dict:
         """Plain facts a parent process or a user needs."""
-        return {"url": self.url, "admin_username": self.admin_username, "admin_password": self.admin_password,
-                "db_path": self.db_path, "truth_path": self.truth_path, "mode": self.mode, "pid": os.getpid()}
+        return {
+            "url": self.url,
+            "admin_username": self.admin_username,
+            "admin_password": self.admin_password,
+            "db_path": self.db_path,
+            "truth_path": self.truth_path,
+            "mode": self.mode,
+            "pid": os.getpid(),
+        }
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -88,9 +101,22 @@ def start_sandbox(cfg: SandboxConfig | None = None, log_requests: bool = False) 
 
 def cli_args(cfg: SandboxConfig) -> list[str]:
     """The `python -m amanflix_stress.sandbox` arguments equivalent to `cfg` (db and password resolved)."""
-    args = ["--port", str(cfg.port), "--mode", cfg.mode, "--db", cfg.db_path, "--busy-timeout-s",
-            repr(cfg.busy_timeout_s), "--catalog", cfg.catalog, "--admin-password", cfg.admin_password,
-            "--hash-iterations", str(cfg.hash_iterations)]
+    args = [
+        "--port",
+        str(cfg.port),
+        "--mode",
+        cfg.mode,
+        "--db",
+        cfg.db_path,
+        "--busy-timeout-s",
+        repr(cfg.busy_timeout_s),
+        "--catalog",
+        cfg.catalog,
+        "--admin-password",
+        cfg.admin_password,
+        "--hash-iterations",
+        str(cfg.hash_iterations),
+    ]
     return args + (["--truth-path", cfg.truth_path] if cfg.truth_path else [])
 
 
@@ -132,7 +158,7 @@ class ChildSandbox:
         self._pump.join(STOP_TIMEOUT_S)  # stdout reaches EOF once the child is gone
         return self._proc.returncode
 
-    def __enter__(self) -> "ChildSandbox":
+    def __enter__(self) -> ChildSandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -155,8 +181,10 @@ def _wait_ready(proc, lines: queue.Queue, deadline: float, log_path: str) -> dic
         if line is None:
             break
         if line.startswith(READY_PREFIX):
-            return json.loads(line[len(READY_PREFIX):])
-    raise SandboxLaunchError(f"sandbox child (pid {proc.pid}, exit {proc.poll()}) not ready; log: {_tail(log_path)}")
+            return json.loads(line[len(READY_PREFIX) :])
+    raise SandboxLaunchError(
+        f"sandbox child (pid {proc.pid}, exit {proc.poll()}) not ready; log: {_tail(log_path)}"
+    )
 
 
 def _tail(path: str, n: int = 2000) -> str:
@@ -177,18 +205,29 @@ def _wait_answers(url: str, deadline: float) -> None:
     raise SandboxLaunchError(f"sandbox at {url} does not answer")
 
 
-def launch_sandbox_process(cfg: SandboxConfig | None = None, timeout_s: float = LAUNCH_TIMEOUT_S) -> ChildSandbox:
+def launch_sandbox_process(
+    cfg: SandboxConfig | None = None, timeout_s: float = LAUNCH_TIMEOUT_S
+) -> ChildSandbox:
     """Run `python -m amanflix_stress.sandbox` as a child and wait (bounded) until it answers."""
     cfg = resolve(cfg or SandboxConfig())
     log_path = f"{cfg.db_path}.log"
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
     with open(log_path, "ab") as log:
         # its own session: a Ctrl-C meant for the load run must not stop the target before cleanup
-        proc = subprocess.Popen([sys.executable, "-m", "amanflix_stress.sandbox", *cli_args(cfg)],
-                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amanflix_stress.sandbox", *cli_args(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     lines: queue.Queue = queue.Queue()
     pump = threading.Thread(target=_pump, args=(proc.stdout, lines), name="sandbox-child-stdout", daemon=True)
     pump.start()
@@ -201,5 +240,3 @@ def launch_sandbox_process(cfg: SandboxConfig | None = None, timeout_s: float = 
         proc.wait(STOP_TIMEOUT_S)
         raise
     return ChildSandbox(proc, info, log_path, pump)
-
-

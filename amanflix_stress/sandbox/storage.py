@@ -30,14 +30,20 @@ def _pragmas(mode: str):
         cursor.execute(f"PRAGMA journal_mode={journal}")
         cursor.execute(f"PRAGMA foreign_keys={fks}")
         cursor.close()
+
     return on_connect
 
 
 def make_engine(db_path: str, mode: str, busy_timeout_s: float):
     """A pysqlite engine with upstream's pool; journal mode and FK enforcement depend on `mode`."""
     engine = create_engine(
-        f"sqlite:///{db_path}", poolclass=QueuePool, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-        pool_timeout=POOL_TIMEOUT_S, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
+        f"sqlite:///{db_path}",
+        poolclass=QueuePool,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+    )
     event.listen(engine, "connect", _pragmas(mode))
     return engine
 
@@ -159,5 +165,6 @@ def release_db(_exc=None) -> None:
 def endpoint_name() -> str:
     """The endpoint template, e.g. 'POST /api/watch-history/update' (never the raw URL)."""
     from flask import request
+
     rule = request.url_rule.rule if request.url_rule else request.path
     return f"{request.method} {rule}"

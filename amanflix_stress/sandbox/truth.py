@@ -14,7 +14,9 @@ SELECT COUNT(*), COALESCE(SUM(n - 1), 0) FROM (
   SELECT COUNT(*) AS n FROM watch_history
   GROUP BY user_id, content_type, content_id, season_number, episode_number HAVING COUNT(*) > 1)
 """
-ORPHANS_SQL = 'SELECT COUNT(*) FROM {table} WHERE user_id IS NOT NULL AND user_id NOT IN (SELECT id FROM "user")'
+ORPHANS_SQL = (
+    'SELECT COUNT(*) FROM {table} WHERE user_id IS NOT NULL AND user_id NOT IN (SELECT id FROM "user")'
+)
 
 
 class Truth:
@@ -27,7 +29,9 @@ class Truth:
         self.lost_writes: Counter = Counter()
         self.users_registered = 0
         self.users_deleted = 0
-        self.duplicates_created = 0  # rows inserted beside an existing row for the same title: survives deletes
+        self.duplicates_created = (
+            0  # rows inserted beside an existing row for the same title: survives deletes
+        )
 
     def lock_event(self, endpoint: str) -> None:
         with self._lock:

@@ -48,15 +48,24 @@ class Api:
         return resp.json()["api_key"]
 
     def watch(self, token: str, content_id: int, ts: float, duration: float = 100.0, **extra):
-        body = {"content_id": content_id, "content_type": "movie", "watch_timestamp": ts,
-                "total_duration": duration, **extra}
+        body = {
+            "content_id": content_id,
+            "content_type": "movie",
+            "watch_timestamp": ts,
+            "total_duration": duration,
+            **extra,
+        }
         return self.post("/api/watch-history/update", token, json=body)
 
 
 def is_debug_page(resp, exception_prefix: str) -> bool:
     """A 500 Werkzeug-debugger-style page whose <title> starts with `exception_prefix`."""
-    return (resp.status_code == 500 and resp.headers["Content-Type"].startswith("text/html")
-            and f"<title>{exception_prefix}" in resp.text and "The console is locked" in resp.text)
+    return (
+        resp.status_code == 500
+        and resp.headers["Content-Type"].startswith("text/html")
+        and f"<title>{exception_prefix}" in resp.text
+        and "The console is locked" in resp.text
+    )
 
 
 @pytest.fixture(scope="session")

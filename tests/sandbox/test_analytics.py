@@ -5,9 +5,15 @@ def test_anonymous_session_then_heartbeat_with_token_takes_it_over(api, token):
     created = api.post("/api/analytics/sessions")
     assert created.status_code == 201
     body = created.json()
-    assert body["user_id"] is None and body["message"] == "New session created" and len(body["session_id"]) == 36
+    assert (
+        body["user_id"] is None and body["message"] == "New session created" and len(body["session_id"]) == 36
+    )
     beat = api.post("/api/analytics/heartbeat", token, json={"session_id": body["session_id"]})
-    assert beat.status_code == 200 and beat.json()["status"] == "success" and isinstance(beat.json()["user_id"], int)
+    assert (
+        beat.status_code == 200
+        and beat.json()["status"] == "success"
+        and isinstance(beat.json()["user_id"], int)
+    )
 
 
 def test_user_session_is_reused(api, token):

@@ -15,7 +15,9 @@ def test_register_returns_a_token_for_the_new_user(api):
 
 
 def test_register_errors(api):
-    assert api.post("/api/auth/register", data={"username": "x"}).json() == {"message": "Username and password are required"}
+    assert api.post("/api/auth/register", data={"username": "x"}).json() == {
+        "message": "Username and password are required"
+    }
     as_json = api.post("/api/auth/register", json={"username": "x", "password": "y"})
     assert as_json.status_code == 400 and as_json.json()["message"] == "Username and password are required"
     name, _ = api.register()
@@ -35,13 +37,24 @@ def test_login(api):
 
 def test_login_with_json_body_or_missing_field_is_a_500_keyerror_page(api):
     assert is_debug_page(api.post("/api/auth/login", json={"username": "a", "password": "b"}), "KeyError")
-    assert is_debug_page(api.post("/api/auth/login", data={"username": "a"}), "KeyError: &#x27;password&#x27;")
+    assert is_debug_page(
+        api.post("/api/auth/login", data={"username": "a"}), "KeyError: &#x27;password&#x27;"
+    )
 
 
 def test_verify_and_profile(api, token):
     assert api.post("/api/auth/verify", token).json() == {"message": "valid", "ip": "127.0.0.1"}
     profile = api.get("/api/auth/profile", token).json()
-    assert set(profile) == {"id", "username", "email", "is_banned", "ban_reason", "ban_until", "created_at", "updated_at"}
+    assert set(profile) == {
+        "id",
+        "username",
+        "email",
+        "is_banned",
+        "ban_reason",
+        "ban_until",
+        "created_at",
+        "updated_at",
+    }
     assert profile["created_at"].endswith(" GMT")
 
 
@@ -50,9 +63,15 @@ def test_update_profile(api):
     other, _ = api.register()
     taken = api.post("/api/auth/update", token, data={"username": other})
     assert taken.status_code == 400 and taken.json()["message"] == "Username already exists"
-    wrong = api.post("/api/auth/update", token, data={"username": name, "password": "bad", "newPassword": "new"})
+    wrong = api.post(
+        "/api/auth/update", token, data={"username": name, "password": "bad", "newPassword": "new"}
+    )
     assert wrong.status_code == 401
-    ok = api.post("/api/auth/update", token, data={"username": name + "x", "email": "n@x", "password": "old", "newPassword": "new"})
+    ok = api.post(
+        "/api/auth/update",
+        token,
+        data={"username": name + "x", "email": "n@x", "password": "old", "newPassword": "new"},
+    )
     assert ok.status_code == 200 and ok.json()["username"] == name + "x" and ok.json()["email"] == "n@x"
     assert api.post("/api/auth/login", data={"username": name + "x", "password": "new"}).status_code == 200
 
@@ -67,12 +86,19 @@ def test_logout_blacklists_the_token(api, token):
 def test_self_delete(api):
     _, token = api.register(password="pw")
     assert api.call("DELETE", "/api/auth/delete", token, json={"password": "pw"}).status_code == 400
-    assert api.call("DELETE", "/api/auth/delete", token, data={}).json() == {"message": "Please provide a password"}
+    assert api.call("DELETE", "/api/auth/delete", token, data={}).json() == {
+        "message": "Please provide a password"
+    }
     assert api.call("DELETE", "/api/auth/delete", token, data={"password": "x"}).status_code == 401
     resp = api.call("DELETE", "/api/auth/delete", token, data={"password": "pw"})
-    assert resp.status_code == 200 and resp.json() == {"message": "Your account has been deleted successfully."}
+    assert resp.status_code == 200 and resp.json() == {
+        "message": "Your account has been deleted successfully."
+    }
     gone = api.get("/api/auth/profile", token)
-    assert gone.status_code == 404 and gone.json() == {"message": "User not found", "error_reason": "user_not_exist"}
+    assert gone.status_code == 404 and gone.json() == {
+        "message": "User not found",
+        "error_reason": "user_not_exist",
+    }
 
 
 def _reason(resp):

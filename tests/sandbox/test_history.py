@@ -2,13 +2,30 @@
 
 from .conftest import is_debug_page
 
-RECORD_KEYS = {"id", "content_type", "content_id", "watch_timestamp", "total_duration", "progress_percentage",
-               "season_number", "episode_number", "watched_at", "last_watched", "is_completed"}
+RECORD_KEYS = {
+    "id",
+    "content_type",
+    "content_id",
+    "watch_timestamp",
+    "total_duration",
+    "progress_percentage",
+    "season_number",
+    "episode_number",
+    "watched_at",
+    "last_watched",
+    "is_completed",
+}
 
 
 def episode(api, token, show, season, number, ts, duration=100.0):
-    body = {"content_id": show, "content_type": "tv", "season_number": season, "episode_number": number,
-            "watch_timestamp": ts, "total_duration": duration}
+    body = {
+        "content_id": show,
+        "content_type": "tv",
+        "season_number": season,
+        "episode_number": number,
+        "watch_timestamp": ts,
+        "total_duration": duration,
+    }
     return api.post("/api/watch-history/update", token, json=body)
 
 
@@ -24,8 +41,14 @@ def test_update_inserts_then_updates_the_same_row(api, token):
 def test_update_accepts_odd_values(api, token):
     assert api.watch(token, 424242, -5).json()["progress_percentage"] == -5.0
     assert api.watch(token, 11, 10, duration=0).json()["progress_percentage"] == 0
-    assert api.post("/api/watch-history/update", token, json={
-        "content_id": 1, "content_type": "anything", "watch_timestamp": 1, "total_duration": 2}).status_code == 200
+    assert (
+        api.post(
+            "/api/watch-history/update",
+            token,
+            json={"content_id": 1, "content_type": "anything", "watch_timestamp": 1, "total_duration": 2},
+        ).status_code
+        == 200
+    )
 
 
 def test_update_errors(api, token):
@@ -34,9 +57,17 @@ def test_update_errors(api, token):
     form = api.post("/api/watch-history/update", token, data={"content_id": "1"})
     assert form.status_code == 415 and form.headers["Content-Type"].startswith("text/html")
     assert api.post("/api/watch-history/update", token).status_code == 415
-    no_duration = api.post("/api/watch-history/update", token, json={"content_id": 1, "content_type": "movie", "watch_timestamp": 1})
+    no_duration = api.post(
+        "/api/watch-history/update",
+        token,
+        json={"content_id": 1, "content_type": "movie", "watch_timestamp": 1},
+    )
     assert is_debug_page(no_duration, "TypeError: &#x27;&gt;&#x27; not supported")
-    no_id = api.post("/api/watch-history/update", token, json={"content_type": "movie", "watch_timestamp": 1, "total_duration": 2})
+    no_id = api.post(
+        "/api/watch-history/update",
+        token,
+        json={"content_type": "movie", "watch_timestamp": 1, "total_duration": 2},
+    )
     assert no_id.status_code == 500
     assert no_id.json() == {"message": "Failed to update watch history due to database error"}
 
@@ -54,9 +85,9 @@ def test_get_and_get_by_id(api, token):
 
 
 def test_continue_watching_and_history(api, token):
-    api.watch(token, 155, 50)      # in progress: continue-watching
-    api.watch(token, 862, 99)      # finished movie: not in continue-watching
-    api.watch(token, 777777, 50)   # not in the catalog: dropped from items, still counted in total
+    api.watch(token, 155, 50)  # in progress: continue-watching
+    api.watch(token, 862, 99)  # finished movie: not in continue-watching
+    api.watch(token, 777777, 50)  # not in the catalog: dropped from items, still counted in total
     episode(api, token, 1396, 1, 1, 99)  # finished episode with a next one
     cont = api.get("/api/watch-history/continue-watching", token).json()
     assert {c.get("id", c.get("show_id")) for c in cont} == {155, 1396}
@@ -68,18 +99,31 @@ def test_continue_watching_and_history(api, token):
     small = api.get("/api/watch-history/history?per_page=1&content_type=movie", token).json()
     assert small["has_more"] is True and small["total"] == 3
     bad = api.get("/api/watch-history/history?content_type=book", token)
-    assert bad.status_code == 400 and bad.json() == {"message": 'Invalid content_type. Must be "movie" or "tv"'}
+    assert bad.status_code == 400 and bad.json() == {
+        "message": 'Invalid content_type. Must be "movie" or "tv"'
+    }
 
 
 def test_current(api, token):
     api.watch(token, 13, 25)
     movie = api.get("/api/watch-history/current/movie/13", token).json()
-    assert set(movie) == {"content_type", "content_id", "watch_timestamp", "total_duration", "progress_percentage", "is_completed"}
+    assert set(movie) == {
+        "content_type",
+        "content_id",
+        "watch_timestamp",
+        "total_duration",
+        "progress_percentage",
+        "is_completed",
+    }
     episode(api, token, 1418, 1, 1, 30)
     tv = api.get("/api/watch-history/current/tv/1418", token).json()
     assert tv["episode_id"] == "141801001" and tv["next_episode"]["episode_number"] == 2
-    assert api.get("/api/watch-history/current/tv/1399", token).json() == {"message": "No watch history found for this TV show"}
-    assert api.get("/api/watch-history/current/movie/11", token).json() == {"message": "No watch history found for this movie"}
+    assert api.get("/api/watch-history/current/tv/1399", token).json() == {
+        "message": "No watch history found for this TV show"
+    }
+    assert api.get("/api/watch-history/current/movie/11", token).json() == {
+        "message": "No watch history found for this movie"
+    }
     assert api.get("/api/watch-history/current/book/1", token).status_code == 400
 
 

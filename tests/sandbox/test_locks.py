@@ -26,7 +26,9 @@ def held_lock(db_path: str, kind: str = "IMMEDIATE"):
 
 
 def sandbox_api(tmp_path, mode):
-    cfg = SandboxConfig(mode=mode, db_path=str(tmp_path / f"{mode}.db"), busy_timeout_s=BUSY_S, hash_iterations=FAST_HASH)
+    cfg = SandboxConfig(
+        mode=mode, db_path=str(tmp_path / f"{mode}.db"), busy_timeout_s=BUSY_S, hash_iterations=FAST_HASH
+    )
     return start_sandbox(cfg)
 
 
@@ -57,7 +59,9 @@ def test_upstream_lost_first_insert_is_the_isoformat_500(upstream):
     _, token = upstream.register()
     with held_lock(upstream.server.db_path):
         resp = upstream.watch(token, 550, 20)
-    assert is_debug_page(resp, "AttributeError: &#x27;NoneType&#x27; object has no attribute &#x27;isoformat&#x27;")
+    assert is_debug_page(
+        resp, "AttributeError: &#x27;NoneType&#x27; object has no attribute &#x27;isoformat&#x27;"
+    )
     assert upstream.get("/api/watch-history/get/movie/550", token).status_code == 404
 
 

@@ -7,21 +7,38 @@ def form(content_type="movie", content_id="550"):
 
 def test_add_check_delete_cycle(api, token):
     added = api.post("/api/mylist/add", token, data=form())
-    assert added.json() == {"message": "Item added to watchlist successfully.", "action": "add", "exist": True}
+    assert added.json() == {
+        "message": "Item added to watchlist successfully.",
+        "action": "add",
+        "exist": True,
+    }
     dup = api.post("/api/mylist/add", token, data=form("movies"))
-    assert dup.status_code == 400 and dup.json() == {"message": "This item is already in your watchlist", "exist": True}
+    assert dup.status_code == 400 and dup.json() == {
+        "message": "This item is already in your watchlist",
+        "exist": True,
+    }
     assert api.post("/api/mylist/check", token, data=form()).json() == {"exists": True}
     removed = api.post("/api/mylist/delete", token, data=form())
-    assert removed.json() == {"message": "Item removed to watchlist successfully.", "action": "delete", "exist": False}
+    assert removed.json() == {
+        "message": "Item removed to watchlist successfully.",
+        "action": "delete",
+        "exist": False,
+    }
     again = api.post("/api/mylist/delete", token, data=form())
     assert again.status_code == 400
-    assert again.json() == {"message": "This item is not in your watchlist", "action": "delete", "exist": False}
+    assert again.json() == {
+        "message": "This item is not in your watchlist",
+        "action": "delete",
+        "exist": False,
+    }
     assert api.post("/api/mylist/check", token, data=form()).json() == {"exists": False}
 
 
 def test_bad_forms(api, token):
     as_json = api.post("/api/mylist/add", token, json=form())
-    assert as_json.status_code == 400 and as_json.json() == {"message": "Content type and content ID are required"}
+    assert as_json.status_code == 400 and as_json.json() == {
+        "message": "Content type and content ID are required"
+    }
     bad_id = api.post("/api/mylist/add", token, data=form(content_id="abc"))
     assert bad_id.status_code == 400 and bad_id.json() == {"message": "Content ID must be a valid integer"}
 

@@ -42,7 +42,9 @@ def test_read_all_flips_global_notifications_for_everybody(api, admin, token):
     _, other = api.register()
     notify(api, admin)  # global
     assert api.get("/api/notifications/unread/count", other).json()["unread_count"] >= 1
-    assert api.call("PUT", "/api/notifications/read-all", token).json() == {"message": "All notifications marked as read"}
+    assert api.call("PUT", "/api/notifications/read-all", token).json() == {
+        "message": "All notifications marked as read"
+    }
     assert api.get("/api/notifications/unread/count", token).json() == {"unread_count": 0}
     assert api.get("/api/notifications/unread/count", other).json() == {"unread_count": 0}
 

@@ -12,7 +12,13 @@ import threading
 import pytest
 import requests
 
-from amanflix_stress.sandbox import SandboxConfig, SandboxLaunchError, launch_sandbox_process, run_foreground, start_sandbox
+from amanflix_stress.sandbox import (
+    SandboxConfig,
+    SandboxLaunchError,
+    launch_sandbox_process,
+    run_foreground,
+    start_sandbox,
+)
 from amanflix_stress.sandbox.server import READY_PREFIX
 
 from .conftest import FAST_HASH, Api
@@ -73,7 +79,9 @@ def test_child_that_cannot_start_fails_clearly(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        cfg = SandboxConfig(db_path=str(tmp_path / "busy.db"), port=taken.getsockname()[1], hash_iterations=FAST_HASH)
+        cfg = SandboxConfig(
+            db_path=str(tmp_path / "busy.db"), port=taken.getsockname()[1], hash_iterations=FAST_HASH
+        )
         with pytest.raises(SandboxLaunchError, match="not ready"):
             launch_sandbox_process(cfg, timeout_s=15)
 
@@ -84,8 +92,12 @@ def test_run_foreground_stops_when_told(tmp_path, capsys):
     argv = ["--db", str(tmp_path / "fg.db"), "--admin-password", "pw", "--hash-iterations", str(FAST_HASH)]
     assert run_foreground(argv, stop) == 0
     out = capsys.readouterr().out.splitlines()
-    info = json.loads(out[0][len(READY_PREFIX):])
-    assert out[0].startswith(READY_PREFIX) and info["admin_password"] == "pw" and info["url"].startswith("http://127.0.0.1:")
+    info = json.loads(out[0][len(READY_PREFIX) :])
+    assert (
+        out[0].startswith(READY_PREFIX)
+        and info["admin_password"] == "pw"
+        and info["url"].startswith("http://127.0.0.1:")
+    )
     assert any("superadmin / pw" in line for line in out) and out[-1].startswith("Stopped. Ground truth:")
     assert os.path.exists(str(tmp_path / "fg.db.truth.json"))
 
@@ -103,7 +115,7 @@ def test_module_entry_point_stops_cleanly_on_signals(tmp_path, signum):
     argv = [sys.executable, "-m", "amanflix_stress.sandbox", "--db", db, "--hash-iterations", str(FAST_HASH)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        info = json.loads(proc.stdout.readline()[len(READY_PREFIX):])  # blocks until ready
+        info = json.loads(proc.stdout.readline()[len(READY_PREFIX) :])  # blocks until ready
         assert requests.get(info["url"] + "/api/search", timeout=5).status_code == 200
         proc.send_signal(signum)
         assert proc.wait(15) == 0
