@@ -127,7 +127,7 @@ def add_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--profile", help="profile name (see 'profiles') or path to a .toml file")
     run.add_argument("--base-url", help="target base URL, e.g. http://127.0.0.1:5001")
     run.add_argument("--users", type=int, help="simulated users")
-    run.add_argument("--duration", help="measured phase: 90s, 10m, 1h, or whole minutes")
+    run.add_argument("--duration", help="measured phase: 90s, 10m or 1h (a unit is required)")
     run.add_argument("--spawn-rate", type=float, help="users started per second")
     run.add_argument(
         "--rate",

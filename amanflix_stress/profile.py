@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable
@@ -48,6 +49,8 @@ def number(low: float | None = None, high: float | None = None, integer: bool = 
             or (integer and not isinstance(value, int))
         ):
             raise ValueError(f"expected {'a whole number' if integer else 'a number'}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
             raise ValueError(f"expected a value {bounds}, got {value!r}")
@@ -170,7 +173,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
     "load": {
         "users": Option(number(1, 100_000, integer=True), 10, "simulated users"),
-        "duration": Option(duration, "1m", "measured phase: 90s, 10m, 1h, or a number of minutes"),
+        "duration": Option(duration, "1m", "measured phase: 90s, 10m or 1h (a unit is required)"),
         "spawn_rate": Option(number(0.01, 100_000), 10.0, "users started per second during the ramp"),
         "workers": Option(number(1, 1024, integer=True), os.cpu_count() or 1, "worker processes"),
         "max_concurrent": Option(number(0, 100_000, integer=True), 0, "cap on requests in flight, 0 = none"),
