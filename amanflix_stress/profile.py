@@ -17,6 +17,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.engine.classify import ENGINE_CLASSES
 from amanflix_stress.engine.client import parse_base_url
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
@@ -27,6 +29,7 @@ BEHAVIOUR_PATHS = {
     "http": "amanflix_stress.engine.user:HttpListUser",
     "amanflix": "amanflix_stress.amanflix.journeys:AmanflixUser",
 }
+ERROR_CLASSES = (*ENGINE_CLASSES, *LOCK_CLASSES)  # what [thresholds] error_classes may name
 USER_PROFILE_DIR = Path(
     os.environ.get("AMANFLIX_STRESS_PROFILES", Path.home() / ".config" / "amanflix-stress")
 )
@@ -140,8 +143,11 @@ def class_limits(value) -> dict:
     if not isinstance(value, dict):
         raise ValueError("expected a table of error class = largest allowed share, e.g. { lost_update = 0 }")
     for name, limit in value.items():
-        if not re.fullmatch(r"[a-z0-9_]+", name):
-            raise NestedValueError("", f"{name!r} is not an error class name (lowercase letters, digits, _)")
+        if name not in ERROR_CLASSES:
+            known = ", ".join(ERROR_CLASSES)
+            raise NestedValueError(
+                "", f"unknown error class {name!r}{did_you_mean(name, ERROR_CLASSES)}; known: {known}"
+            )
         try:
             number(0, 1)(limit)
         except ValueError as exc:

@@ -69,7 +69,11 @@ BAD = [  # (profile text, words the one-line error must contain)
     ),
     (
         '[thresholds]\nerror_classes = { "Lost Update" = 0 }\n',
-        ["[thresholds.error_classes]", "error class name"],
+        ["[thresholds.error_classes]", "unknown error class"],
+    ),
+    (
+        "[thresholds]\nerror_classes = { lost_updte = 0 }\n",
+        ["[thresholds.error_classes]", "lost_updte", "did you mean 'lost_update'"],
     ),
     (
         '[thresholds.endpoints."GET /x"]\np95 = 5\n',

@@ -7,6 +7,8 @@ import json
 import re
 import ssl
 
+# every class the engine itself gives a failed request; behaviours add their own (amanflix.detect.LOCK_CLASSES)
+ENGINE_CLASSES = ("connect", "timeout", "tls", "read", *(f"http_{n}xx" for n in range(1, 6)), "http_other")
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.I | re.S)
 
 
