@@ -1,11 +1,13 @@
-"""A tiny threaded HTTP server on 127.0.0.1, port 0, that counts what it served: the engine tests' target."""
+"""Loopback targets on port 0: a counting HTTP server, and a raw-socket peer that misbehaves on purpose."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -99,3 +101,93 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+CLOSE = object()  # in a RawServer script: close the connection here
+
+
+class Received(NamedTuple):
+    """One request as the raw server read it off the wire."""
+
+    method: str
+    target: str
+    headers: dict  # names lower-cased
+    body: bytes
+    connection: int  # 1 for the first connection the server accepted, 2 for the next, ...
+
+
+class RawServer:
+    """A raw-socket HTTP peer on port 0 that answers each request with the bytes a test scripts.
+
+    `answer(received)` returns the chunks to send, each in its own write; CLOSE among them closes the
+    connection there. With `hold=True` it accepts connections and never reads or writes (a peer that hangs).
+    """
+
+    def __init__(self, answer=None, *, host: str = "127.0.0.1", hold: bool = False) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.host, self.port = self.listener.getsockname()[:2]
+        self.listener.settimeout(0.05)  # the accept loop looks at `stopped` this often
+        self.answer, self.hold = answer, hold
+        self.received: list[Received] = []
+        self.peers: list[tuple] = []  # address of each accepted connection
+        self.stopped = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(5)
+        for conn in list(self.conns):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, peer = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.conns.append(conn)
+            self.peers.append(peer)
+            if not self.hold:
+                index = len(self.peers)
+                threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = conn.makefile("rb")
+        with contextlib.suppress(OSError, ValueError):
+            while (request := _read_request(reader, index)) is not None:
+                self.received.append(request)
+                for chunk in self.answer(request):
+                    if chunk is CLOSE:
+                        conn.shutdown(socket.SHUT_RDWR)
+                        return
+                    conn.sendall(chunk)
+
+
+def _read_request(reader, index: int) -> Received | None:
+    """One request head and its Content-Length body, or None when the client closed the connection."""
+    line = reader.readline()
+    if not line:
+        return None
+    method, target, _ = line.decode("latin-1").split(" ", 2)
+    headers = {}
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = reader.read(int(headers.get("content-length", 0)))
+    return Received(method, target, headers, body, index)

@@ -1,8 +1,9 @@
-"""The measured HTTP call: one keep-alive connection per simulated user (socket + httptools), one Sample per request."""
+"""The measured HTTP call: one keep-alive connection per user (socket + httptools), one Sample per request."""
 
 from __future__ import annotations
 
 import json as jsonlib
+import re
 import select
 import socket
 import ssl
@@ -10,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httptools
 
@@ -23,7 +24,14 @@ Check = Callable[["Reply"], "tuple[str, str] | None"]
 OK_STATUSES = range(200, 300)
 RECV_BYTES = 65536  # one recv per small response; larger bodies take several
 NO_BODY_STATUSES = (204, 304)
+SWITCHING_PROTOCOLS = 101
 REACHABLE_TIMEOUT_S = 3.0
+# what a request target may hold as is: RFC 3986 pchar, "/" and "?", and a "%" that starts a %XX escape;
+# compiled once: the hot path runs one fullmatch, and almost every path needs nothing more
+_PLAIN_TARGET = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
+_UNSAFE_IN_TARGET = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]|%(?![0-9A-Fa-f]{2})")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: what a header name may be
+_HEAD_BREAKERS = ("\r", "\n", "\0")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,43 @@ def parse_base_url(base_url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
+def quote_target(path: str) -> str:
+    """A path safe for the request line: spaces, unicode, CR/LF and a stray % become %XX; `/`, reserved
+    characters and existing %XX escapes stay as they are."""
+    if _PLAIN_TARGET.fullmatch(path):  # the common case: nothing to do, no new string
+        return path
+    return _UNSAFE_IN_TARGET.sub(_quote_match, path)
+
+
+def _quote_match(match: re.Match) -> str:
+    return quote(match.group(), safe="")
+
+
+def check_header(name: str, value) -> None:
+    """Refuse a header that would break the request head: ValueError naming the header, one line."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ValueError(
+            f"header name {name!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+    text = str(value)
+    if any(c in text for c in _HEAD_BREAKERS):
+        raise ValueError(
+            f"header {name!r}: its value holds a line break (CR or LF) or NUL, which would split the request"
+        )
+
+
+class Headers(dict):
+    """The headers a client sends with every request; each is checked when set, so not on every request."""
+
+    def __setitem__(self, name: str, value: str) -> None:
+        check_header(name, value)
+        super().__setitem__(name, value)
+
+    def update(self, *args, **kwargs) -> None:
+        for name, value in dict(*args, **kwargs).items():
+            self[name] = value
+
+
 class ConnectFailed(Exception):
     """No connection could be opened: carries the error class and message for the Sample."""
 
@@ -97,15 +142,28 @@ class ConnectFailed(Exception):
 
 
 class _Response:
-    """httptools' callback target for one response: status comes from the parser, the rest lands here."""
+    """httptools' callback target for one response: status comes from the parser, the rest lands here.
 
-    __slots__ = ("body", "complete", "content_type", "framed", "headers_done", "keep_alive", "parser")
+    Interim answers (100 Continue, 103 Early Hints, ...) are parsed and forgotten: the final one follows on
+    the same connection, often in the same packet, and is the one that counts.
+    """
+
+    __slots__ = (
+        "body",
+        "complete",
+        "content_type",
+        "framed",
+        "headers_done",
+        "interim",
+        "keep_alive",
+        "parser",
+    )
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
         self.content_type = ""
-        self.framed = self.keep_alive = self.headers_done = self.complete = False
+        self.framed = self.keep_alive = self.headers_done = self.complete = self.interim = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -115,16 +173,23 @@ class _Response:
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != SWITCHING_PROTOCOLS:  # 101 is final: the connection is done
+            self.interim = True
+            return
         self.headers_done = True
         self.keep_alive = (
             self.parser.should_keep_alive()
-        )  # only valid now: the parser resets after the message
-        self.parser = None  # no reference cycle left for the GC
+        )  # valid only now: the parser resets after the message
 
     def on_body(self, chunk: bytes) -> None:
         self.body.append(chunk)
 
     def on_message_complete(self) -> None:
+        if self.interim:  # forget the interim answer's headers; the final answer's come next
+            self.interim = self.framed = False
+            self.content_type = ""
+            return
         self.complete = True
 
 
@@ -140,7 +205,7 @@ class Connection:
         self.timeout_s, self.connect_timeout_s = timeout_s, connect_timeout_s
         self.tls = ssl.create_default_context() if scheme == "https" else None
         self.fixed_head = (
-            f"Host: {host}:{port}\r\nUser-Agent: amanflix-stress/{__version__}\r\n"
+            f"Host: {host_header(host, port)}\r\nUser-Agent: amanflix-stress/{__version__}\r\n"
             "Accept-Encoding: identity\r\n"
         )
         self.sock: socket.socket | None = None
@@ -151,7 +216,7 @@ class Connection:
     def request(
         self, method: str, target: str, header_lines: str, body: bytes | None
     ) -> tuple[int, bytes, str]:
-        """Send one request and read the whole response: (status, body, content type). Network faults raise."""
+        """Send one request and read the whole response: (status, body, content type). Faults raise."""
         sock = self._socket()
         # a bodiless POST/PUT/DELETE still says so: some servers answer 411 Length Required otherwise
         length = (
@@ -183,19 +248,40 @@ class Connection:
         except OSError as exc:
             raise ConnectFailed("connect", exc.strerror or str(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls:
+            sock = self._handshake(sock, self.tls)
         sock.settimeout(self.timeout_s)
-        return self.tls.wrap_socket(sock, server_hostname=self.host) if self.tls else sock
+        return sock
+
+    def _handshake(self, sock: socket.socket, tls: ssl.SSLContext) -> ssl.SSLSocket:
+        """TLS on the connect timeout: the handshake opens the connection, it does not read a reply.
+
+        A handshake that never finishes is classed `timeout` like a connect that never finishes (a server too
+        busy to finish opening connections), not `tls`, which stays for what TLS itself refused (certificates,
+        versions), so a `tls = 0` threshold keeps meaning "the TLS setup is wrong".
+        """
+        try:
+            return tls.wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError:
+            raise ConnectFailed("timeout", "TLS handshake timed out") from None
+        finally:
+            sock.close()  # a no-op after a good handshake (the TLS socket took over the descriptor)
 
     def _read(self, sock: socket.socket, method: str) -> tuple[int, bytes, str]:
         response = _Response()
         parser = response.parser
-        while not response.complete and not (method == "HEAD" and response.headers_done):
-            count = sock.recv_into(self.buffer)
-            if count == 0:
-                if response.headers_done and not response.framed:  # a body that ends when the connection does
-                    break
-                raise ConnectionResetError("connection closed before the response ended")
-            parser.feed_data(self.view[:count])
+        try:
+            while not response.complete and not (method == "HEAD" and response.headers_done):
+                count = sock.recv_into(self.buffer)
+                if count == 0:
+                    if response.headers_done and not response.framed:  # a body that ends with the connection
+                        break
+                    raise ConnectionResetError(_cut_short(response))
+                parser.feed_data(self.view[:count])
+        except httptools.HttpParserUpgrade:
+            response.keep_alive = False  # a 101 nobody asked for: the connection speaks something else now
+        finally:
+            del response.parser  # no reference cycle left for the GC
         status = parser.get_status_code()
         if not response.keep_alive or not (response.framed or status in NO_BODY_STATUSES):
             self.close()
@@ -206,6 +292,18 @@ class Connection:
             self.poller.unregister(self.sock)
             self.sock.close()
             self.sock = None
+
+
+def host_header(host: str, port: int) -> str:
+    """The Host header's value: an IPv6 literal goes in brackets, as in the URL."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cut_short(response: _Response) -> str:
+    """Why a read ended early, for the `read` error's message."""
+    if response.headers_done:
+        return "connection closed mid-body"
+    return "connection closed before the response ended"
 
 
 class HttpClient:
@@ -222,10 +320,11 @@ class HttpClient:
         gauge: InflightGauge | None = None,
         limiter=None,
     ) -> None:
-        scheme, host, port, self.prefix = parse_base_url(base_url)
+        scheme, host, port, prefix = parse_base_url(base_url)
+        self.prefix = quote_target(prefix)
         self.connection = Connection(scheme, host, port, timeout_s, connect_timeout_s)
         self.user, self.record, self.gauge, self.limiter = user, record, gauge or InflightGauge(), limiter
-        self.headers: dict[str, str] = {}  # sent with every request (e.g. Authorization)
+        self.headers: dict[str, str] = Headers()  # sent with every request (e.g. Authorization), checked once
         self.intended_ns: int | None = None  # open model: the next call's scheduled start (perf_counter_ns)
 
     def call(
@@ -242,8 +341,8 @@ class HttpClient:
         check: Check | None = None,
         intended_ns: int | None = None,
     ) -> Reply:
-        """Send one request, record exactly one Sample, and return the Reply (never raises for the target's faults)."""
-        url = self.prefix + path + ("?" + urlencode(query) if query else "")
+        """Send one request, record exactly one Sample, return the Reply (never raises for target faults)."""
+        url = self.prefix + quote_target(path) + ("?" + urlencode(query) if query else "")
         body, header_lines = _encode(form, json, self.headers, headers)
         wait_start_ns = intended_ns or self.intended_ns  # closed model: None, no wait to report
         self.intended_ns = None  # an arrival's intended start belongs to its first request only
@@ -303,6 +402,8 @@ class HttpClient:
 def _encode(form, json, headers: dict, extra: dict | None) -> tuple[bytes | None, str]:
     """The body and the request's own header lines (the connection adds Host, User-Agent and the length)."""
     if extra:
+        for name, value in extra.items():
+            check_header(name, value)
         headers = {**headers, **extra}  # a call's own header replaces the user's of the same name
     lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
     if form is not None:
@@ -313,7 +414,7 @@ def _encode(form, json, headers: dict, extra: dict | None) -> tuple[bytes | None
 
 
 def _judge(reply: Reply, expect, check: Check | None) -> tuple[str, str]:
-    """The error class and message of a reply: no response, an unexpected status, or the caller's own check."""
+    """The error class and message of a reply: no response, an unexpected status, or the caller's check."""
     if reply.error:
         return reply.error, reply.body.decode()
     if check is not None:
