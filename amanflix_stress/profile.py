@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.engine.classify import ENGINE_CLASSES
-from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.engine.client import check_header, parse_base_url
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
 
@@ -120,6 +120,11 @@ def request_list(value):
             raise ValueError(f"request {i + 1}: needs path='/...' and only {', '.join(sorted(allowed))}")
         call.setdefault("method", "GET")
         number(0, None)(call.get("weight", 1))
+        for name, header_value in (call.get("headers") or {}).items():
+            try:
+                check_header(name, str(header_value))
+            except ValueError as exc:
+                raise ValueError(f"request {i + 1}: {exc}") from None
     return value
 
 

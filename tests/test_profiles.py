@@ -72,6 +72,10 @@ BAD = [  # (profile text, words the one-line error must contain)
         ["[thresholds.error_classes]", "unknown error class"],
     ),
     (
+        '[[requests]]\npath = "/"\nheaders = { "X-Evil" = "a\\r\\nInjected: 1" }\n',
+        ["[requests]", "X-Evil"],
+    ),
+    (
         "[thresholds]\nerror_classes = { lost_updte = 0 }\n",
         ["[thresholds.error_classes]", "lost_updte", "did you mean 'lost_update'"],
     ),
