@@ -374,9 +374,8 @@ def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace,
         coordinator = Coordinator(plan, printer, on_interval)
         coordinator.on_start = on_start or coordinator.on_start
         return coordinator.run()
-    from amanflix_stress.engine.cluster import (
-        run_on_cluster,
-    )  # Dask is an optional extra: only when asked for
+    # Dask is an optional extra, imported only when asked for
+    from amanflix_stress.engine.cluster import run_on_cluster
 
     return run_on_cluster(
         args.cluster,
