@@ -6,15 +6,22 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 from amanflix_stress import __version__
 from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder
-from amanflix_stress.amanflix.validate import Validation, admin_from_env
+from amanflix_stress.amanflix.validate import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER_ENV,
+    Validation,
+    admin_from_env,
+)
 from amanflix_stress.amanflix.validate import render as render_validation
 from amanflix_stress.demo import run_demo
 from amanflix_stress.engine.client import parse_base_url
-from amanflix_stress.engine.coordinator import Coordinator, RunPlan
+from amanflix_stress.engine.coordinator import Coordinator
 from amanflix_stress.engine.health import verdict_note
+from amanflix_stress.engine.plan import AdminCredentials, RunPlan
 from amanflix_stress.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -28,6 +35,7 @@ from amanflix_stress.output.report import build_report, progress_line
 from amanflix_stress.output.rundir import RunDir
 from amanflix_stress.output.thresholds import breached
 from amanflix_stress.output.thresholds import evaluate as evaluate_thresholds
+from amanflix_stress.output.timeseries import TimeSeriesWriter
 from amanflix_stress.profile import (
     BEHAVIOUR_PATHS,
     SCHEMA,
@@ -235,13 +243,19 @@ def apply_amanflix_flags(args: argparse.Namespace, profile: dict) -> None:
             )
         except ValueError as exc:
             raise UsageError(f"--bursts: {exc}") from None
-    names = profile["accounts"]
-    for flag, env in (
-        ("admin_user", names["admin_username_env"]),
-        ("admin_password", names["admin_password_env"]),
-    ):
-        if getattr(args, flag, None):
-            os.environ[env] = getattr(args, flag)  # read by the cleanup; the report masks the flag
+
+
+def admin_for_run(args: argparse.Namespace, plan: RunPlan) -> AdminCredentials | None:
+    """--admin-user and --admin-password, each falling back to the environment variable the profile names:
+    the one place a run reads the environment. The credentials stay in the coordinator's plan."""
+    names = plan.settings.get("accounts", {})
+    return admin_from_env(
+        os.environ,
+        names.get("admin_username_env", ADMIN_USER_ENV),
+        names.get("admin_password_env", ADMIN_PASSWORD_ENV),
+        user=getattr(args, "admin_user", None),
+        password=getattr(args, "admin_password", None),
+    )
 
 
 def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
@@ -251,7 +265,7 @@ def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
         settings["requests"] = profile.get("requests") or [{"name": "GET /", "method": "GET", "path": "/"}]
     else:
         settings.update({section: dict(profile[section]) for section in AMANFLIX_SECTIONS})
-    stages = [[parse_duration_s(d), r] for d, r in load["stages"]]
+    stages = tuple((parse_duration_s(d), r) for d, r in load["stages"])
     return RunPlan(
         base_url=target["base_url"],
         users=load["users"],
@@ -337,11 +351,14 @@ def public_args(args: argparse.Namespace) -> dict:
 
 
 def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
-    """Run locally or on Dask; with --hold-lock, a second connection holds the target's lock on schedule."""
+    """Run locally or on Dask with the admin credentials and the time series file; with --hold-lock, a second
+    connection holds the target's lock on schedule."""
+    plan = replace(plan, admin=admin_for_run(args, plan))
+    on_interval = TimeSeriesWriter(plan.timeseries_path) if plan.timeseries_path else None
     holder = lock_holder(args)
     on_start = (lambda start_s: holder.start(plan.duration_s)) if holder else None
     try:
-        result = start_run(plan, printer, args, on_start)
+        result = start_run(plan, printer, args, on_start, on_interval)
     finally:
         if holder is not None:
             holder.stop()
@@ -352,17 +369,21 @@ def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
     return result
 
 
-def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace, on_start):
+def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace, on_start, on_interval=None):
     if not getattr(args, "cluster", None):
-        coordinator = Coordinator(plan, printer)
+        coordinator = Coordinator(plan, printer, on_interval)
         coordinator.on_start = on_start or coordinator.on_start
         return coordinator.run()
-    from amanflix_stress.engine.cluster import (
-        run_on_cluster,
-    )  # Dask is an optional extra, imported only when asked for
+    # Dask is an optional extra, imported only when asked for
+    from amanflix_stress.engine.cluster import run_on_cluster
 
     return run_on_cluster(
-        args.cluster, plan, printer, workers_given=args.workers is not None, on_start=on_start
+        args.cluster,
+        plan,
+        printer,
+        workers_given=args.workers is not None,
+        on_start=on_start,
+        on_interval=on_interval,
     )
 
 
@@ -377,12 +398,8 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_validate(args: argparse.Namespace) -> int:
-    admin = (
-        (args.admin_user, args.admin_password)
-        if args.admin_user and args.admin_password
-        else admin_from_env()
-    )
-    results = Validation(args.base_url, args.timeout, admin).run()
+    admin = admin_from_env(os.environ, user=args.admin_user, password=args.admin_password)
+    results = Validation(args.base_url, args.timeout, (admin.user, admin.password) if admin else None).run()
     print(render_validation(results))
     return EXIT_OK if all(ok for _name, ok, _reason in results) else EXIT_VALIDATE
 

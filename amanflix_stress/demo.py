@@ -17,7 +17,9 @@ WATCH_UPDATE = "POST /api/watch-history/update"
 UNVERIFIABLE = ("/api/auth/update", "/api/analytics/", "/api/auth/logout")  # writes the API cannot read back
 
 
-def demo_run_args(url: str, db_path: str, report_path: str) -> list[str]:
+def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, str]) -> list[str]:
+    """The demo's `run` command line; the sandbox's admin account goes in as flags (the report masks the
+    password), so the demo writes nothing to the environment."""
     return [
         "run",
         "--profile",
@@ -30,6 +32,10 @@ def demo_run_args(url: str, db_path: str, report_path: str) -> list[str]:
         db_path,
         "--hold-lock-schedule",
         DEMO_HOLD,
+        "--admin-user",
+        admin[0],
+        "--admin-password",
+        admin[1],
     ]
 
 
@@ -43,12 +49,9 @@ def run_demo(run_command) -> int:
     )
     try:
         print(f"sandbox Amanflix (upstream mode, real SQLite) at {sandbox.url}; database {sandbox.db_path}\n")
-        os.environ["AMANFLIX_ADMIN_USER"], os.environ["AMANFLIX_ADMIN_PASSWORD"] = (
-            sandbox.admin_username,
-            sandbox.admin_password,
-        )
         report_path = os.path.join(folder, "report.json")
-        code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path))
+        admin = (sandbox.admin_username, sandbox.admin_password)
+        code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path, admin))
         truth = sandbox.truth()
     finally:
         sandbox.stop()

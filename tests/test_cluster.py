@@ -13,7 +13,8 @@ from helpers import fast_profile, free_port, read_report, start_cli
 from amanflix_stress.cli import main
 from amanflix_stress.engine import cluster, histogram
 from amanflix_stress.engine.cluster import DaskCoordinator, parse_address, run_share, share_caps
-from amanflix_stress.engine.coordinator import RunPlan, worker_shares
+from amanflix_stress.engine.messages import Batch, Crash
+from amanflix_stress.engine.plan import RunPlan, worker_shares
 from amanflix_stress.errors import UsageError
 
 needs_dask = pytest.mark.skipif(cluster.distributed is None, reason="the cluster extra is not installed")
@@ -39,9 +40,11 @@ def http_plan(server, path="/ok", **overrides) -> RunPlan:
 @pytest.fixture(scope="module")
 def dask_cluster():
     """Two single-threaded Dask worker processes, started as `--cluster local:2` starts them."""
-    with cluster.start_local_cluster(2) as local:
-        with cluster.distributed.Client(local, set_as_default=False) as client:
-            yield local.scheduler_address, client
+    with (
+        cluster.start_local_cluster(2) as local,
+        cluster.distributed.Client(local, set_as_default=False) as client,
+    ):
+        yield local.scheduler_address, client
 
 
 @pytest.fixture
@@ -129,12 +132,11 @@ def test_a_local_cluster_run_reports_exactly_what_the_server_counted(tmp_path, s
 
 def series_parts(message, parts: dict) -> None:
     """Record each run-phase histogram a worker shipped, straight from the wire format."""
-    kind, worker_id, payload = message
-    if kind != "batch" or payload["phase"] != "run":
+    if not isinstance(message, Batch) or message.phase != "run":
         return
-    for _index, plain in payload["intervals"]:
+    for _index, plain in message.intervals:
         for name, outcome, series in plain["series"]:
-            part = parts.setdefault(worker_id, {}).setdefault((name, outcome), [histogram.empty(), 0])
+            part = parts.setdefault(message.worker_id, {}).setdefault((name, outcome), [histogram.empty(), 0])
             part[0] += histogram.from_sparse(*series["hist"])
             part[1] += series["count"]
 
@@ -178,9 +180,9 @@ def test_a_share_started_without_its_ticket_is_refused_and_sends_no_load(client,
     }
     results = cluster.distributed.Queue(spec["results"], client=client)  # held, as the coordinator holds it
     assert client.submit(run_share, share, spec, pure=False).result(timeout=30) == "refused"
-    ((kind, worker_id, note),) = [pickle.loads(item) for item in results.get(batch=True)]
+    (note,) = [pickle.loads(item) for item in results.get(batch=True)]
     results.close()
-    assert (kind, worker_id) == ("crash", 0) and "not doubled" in note
+    assert isinstance(note, Crash) and note.worker_id == 0 and "not doubled" in note.text
     assert server.total() == 0
 
 

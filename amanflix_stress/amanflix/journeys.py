@@ -7,10 +7,12 @@ import threading
 import time
 from collections import Counter
 
+from amanflix_stress.amanflix import run_hooks
 from amanflix_stress.amanflix.api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
 from amanflix_stress.amanflix.ledger import WriteLedger, same
-from amanflix_stress.amanflix.run_hooks import finish_run, prepare_run
 from amanflix_stress.engine.client import Reply
+from amanflix_stress.engine.coordinator import RunResult
+from amanflix_stress.engine.plan import RunPlan
 from amanflix_stress.engine.user import User, UserContext
 
 SEARCH_TERMS = ("the", "a", "man", "night", "star", "love", "war", "dark", "day", "world")
@@ -32,8 +34,15 @@ class Session:
 class AmanflixUser(User):
     """One account: one or two sessions that browse, watch and write like people do."""
 
-    prepare_run = staticmethod(prepare_run)
-    finish_run = staticmethod(finish_run)
+    @staticmethod
+    def prepare_run(plan: RunPlan) -> dict:
+        """The catalog, the run's password and the burst schedule, once before the workers start."""
+        return run_hooks.prepare_run(plan)
+
+    @staticmethod
+    def finish_run(plan: RunPlan, result: RunResult) -> dict:
+        """Cleanup and the lock summary, once after the workers stopped."""
+        return run_hooks.finish_run(plan, result)
 
     def __init__(self, ctx: UserContext) -> None:
         super().__init__(ctx)

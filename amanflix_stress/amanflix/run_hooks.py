@@ -1,9 +1,7 @@
-"""Run-wide Amanflix steps in the coordinator: catalog and schedule before the run, cleanup and lock summary after."""
+"""Run-wide Amanflix steps in the coordinator: catalog and schedule before the run; cleanup, lock summary after."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import secrets
 
@@ -11,6 +9,8 @@ from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
 from amanflix_stress.amanflix.detect import lock_summary
 from amanflix_stress.engine.client import HttpClient
+from amanflix_stress.engine.coordinator import RunResult
+from amanflix_stress.engine.plan import RunPlan
 from amanflix_stress.engine.stats import Stats
 from amanflix_stress.errors import SetupFailed, UsageError
 
@@ -31,16 +31,7 @@ def account_prefix(plan) -> str:
     return f"{plan.settings['accounts']['prefix']}{plan.run_id}"
 
 
-def admin_credentials(plan) -> tuple[str, str] | None:
-    accounts = plan.settings["accounts"]
-    user, password = (
-        os.environ.get(accounts["admin_username_env"]),
-        os.environ.get(accounts["admin_password_env"]),
-    )
-    return (user, password) if user and password else None
-
-
-def prepare_run(plan) -> dict:
+def prepare_run(plan: RunPlan) -> dict:
     """Before the workers start: a password for the run's accounts, the real catalog, the burst schedule."""
     password = secrets.token_urlsafe(12)
     api = AmanflixApi(new_client(plan))
@@ -58,8 +49,8 @@ def prepare_run(plan) -> dict:
     except SetupFailed:
         api.delete_self(password)
         raise
-    admin = admin_credentials(plan)
-    if admin and not AdminApi(new_client(plan)).login(*admin):
+    admin = plan.admin  # the CLI read it from the flags or the environment; workers never see it
+    if admin and not AdminApi(new_client(plan)).login(admin.user, admin.password):
         api.delete_self(password)
         names = plan.settings["accounts"]
         raise UsageError(
@@ -90,7 +81,7 @@ def burst_schedule(plan, catalog: dict) -> list:
     return bursts
 
 
-def finish_run(plan, result) -> dict:
+def finish_run(plan: RunPlan, result: RunResult) -> dict:
     """After the workers stopped (deadline, Ctrl-C or SIGTERM): clean up accounts, summarise lock issues."""
     counters = dict(result.aggregator.counters)
     counters["setup_retries"] = counters.get("setup_retries", 0) + result.shared.get("catalog_retries", 0)
@@ -126,14 +117,16 @@ def cleanup_accounts(plan, shared: dict, counters: dict) -> dict:
         "deleted": deleted,
         "left_behind": created - deleted,
         "rows_left_behind": counters.get("rows_left_behind", 0),
-        "note": "self-delete removes the user row only: its watch history and my-list rows stay in the database",
+        "note": (
+            "self-delete removes the user row only: its watch history and my-list rows stay in the database"
+        ),
     }
 
 
-def admin_cleanup(plan, created: int) -> dict:
-    user, password = admin_credentials(plan)
+def admin_cleanup(plan: RunPlan, created: int) -> dict:
+    password = plan.admin.password if plan.admin else ""
     admin = AdminApi(new_client(plan))
-    if not admin.login(user, password):
+    if plan.admin is None or not admin.login(plan.admin.user, password):
         return {
             "method": "admin batch delete",
             "created": created,
@@ -161,7 +154,7 @@ def run_account_ids(admin: AdminApi, prefix: str) -> list[int]:
     return [u["id"] for u in admin.users() if str(u.get("username", "")).startswith(prefix)]
 
 
-def summarise_locks(plan, result) -> dict:
+def summarise_locks(plan: RunPlan, result: RunResult) -> dict:
     agg = result.aggregator
     everything = Stats()  # setup finds phantom registrations, the final verification pass lost writes
     for stats in agg.phases.values():
@@ -183,14 +176,7 @@ def summarise_locks(plan, result) -> dict:
         agg.error_rows(everything),
         agg.user_rows(everything),
         everything.requests,
-        read_timeline(plan.timeseries_path),
+        result.intervals,
         counters,
         verified,
     )
-
-
-def read_timeline(path: str | None) -> list[dict]:
-    if not path or not os.path.exists(path):
-        return []
-    with open(path) as rows:
-        return [json.loads(line) for line in rows if line.strip()]

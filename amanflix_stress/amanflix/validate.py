@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
+from collections.abc import Mapping
 
 from amanflix_stress.amanflix.api import AdminApi, AmanflixApi, token_subject
 from amanflix_stress.amanflix.catalog import fetch_catalog
 from amanflix_stress.engine.client import HttpClient, check_reachable
+from amanflix_stress.engine.plan import AdminCredentials
 from amanflix_stress.errors import SetupFailed, StressError
 
 CHECKS = ("connectivity", "registration", "authentication", "content", "watch history", "cleanup")
 PROBE_POSITION_S = 42.5
+ADMIN_USER_ENV, ADMIN_PASSWORD_ENV = "AMANFLIX_ADMIN_USER", "AMANFLIX_ADMIN_PASSWORD"
 
 
 class Validation:
@@ -161,9 +163,17 @@ class Validation:
         )
 
 
-def admin_from_env() -> tuple[str, str] | None:
-    user, password = os.environ.get("AMANFLIX_ADMIN_USER"), os.environ.get("AMANFLIX_ADMIN_PASSWORD")
-    return (user, password) if user and password else None
+def admin_from_env(
+    environ: Mapping[str, str],
+    user_var: str = ADMIN_USER_ENV,
+    password_var: str = ADMIN_PASSWORD_ENV,
+    user: str | None = None,
+    password: str | None = None,
+) -> AdminCredentials | None:
+    """Admin credentials from the flags (`user`, `password`), each falling back to its environment variable.
+    The CLI passes os.environ in: the only place the environment is read, and nothing writes it."""
+    user, password = user or environ.get(user_var), password or environ.get(password_var)
+    return AdminCredentials(user, password) if user and password else None
 
 
 def render(results: list[tuple[str, bool, str]]) -> str:

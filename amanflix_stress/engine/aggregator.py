@@ -1,18 +1,16 @@
-"""The aggregator: merges the workers' batches into run totals and appends the per-interval time series."""
+"""The aggregator: merges the workers' messages into run totals, worker states and the per-interval series."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amanflix_stress.engine.health import WorkerHealth
+from amanflix_stress.engine.messages import PROTOCOL_VERSION, Batch, Crash, Done, Hello, Message, Ready
 from amanflix_stress.engine.stats import PERCENTILES, Series, Stats
 
-CLOSE_GRACE_S = (
-    2.5  # an interval is written once this long has passed since its end (batches arrive ~1 s late)
-)
+CLOSE_GRACE_S = 2.5  # an interval closes once this long has passed since its end (batches arrive ~1 s late)
 
 
 @dataclass
@@ -84,13 +82,14 @@ def total_series(stats: Stats) -> Series:
 
 
 class Aggregator:
-    """Run totals, setup and teardown tables, open time-series intervals, and each worker's state."""
+    """Run totals, setup and teardown tables, the time-series intervals, and each worker's state."""
 
-    def __init__(self, interval_s: float, timeseries_path: str | None) -> None:
+    def __init__(self, interval_s: float, on_interval: Callable[[dict], None] | None = None) -> None:
         self.interval_s = interval_s
-        self.timeseries_path = timeseries_path
+        self.on_interval = on_interval or (lambda row: None)  # each closed interval's row, as it closes
         self.phases = {"setup": Stats(), "run": Stats(), "teardown": Stats()}
         self.open_intervals: dict[int, Stats] = {}
+        self.intervals: list[dict] = []  # the closed intervals' rows, in order: the time series
         self.closed_upto = -1
         self.late_batches = 0
         self.start_s: float | None = None
@@ -98,81 +97,112 @@ class Aggregator:
         self.crashes: list[str] = []
         self.counters: dict[str, int] = {}  # behaviour counters summed over the workers' users
         self.interval_users: dict[int, int] = {}  # most users active at once during each open interval
-        self.last_interval_row: dict | None = None
+        self.handlers: dict[type, Callable] = {
+            Hello: self._on_hello,
+            Ready: self._on_ready,
+            Batch: self._on_batch,
+            Crash: self._on_crash,
+            Done: self._on_done,
+        }
 
     def begin(self, start_s: float) -> None:
-        """The measured phase starts: intervals count from here, the time series file starts empty."""
+        """The measured phase starts: intervals count from here."""
         self.start_s = start_s
-        if self.timeseries_path:
-            os.makedirs(os.path.dirname(os.path.abspath(self.timeseries_path)), exist_ok=True)
-            open(self.timeseries_path, "w").close()
 
     @property
     def run(self) -> Stats:
         return self.phases["run"]
 
-    def handle(self, message: tuple) -> None:
-        kind, worker_id, payload = message
+    @property
+    def last_interval_row(self) -> dict | None:
+        return self.intervals[-1] if self.intervals else None
+
+    def handle(self, message: Message) -> None:
+        """One worker message, dispatched on its type; another protocol version fails that worker only."""
+        worker_id = sender_of(message)
+        if worker_id is None:
+            self.crashes.append(f"a message nobody sent in this protocol: {type(message).__name__}")
+            return
         state = self.workers.setdefault(worker_id, WorkerState(worker_id))
         state.last_seen_mono = time.monotonic()
-        if kind == "hello":
-            state.pid, state.host, state.users = payload["pid"], payload["host"], payload["users"]
-            state.health.core = payload.get("core")
-        elif kind == "ready":
-            state.status, state.detail = "ready", f"{payload['users_dropped']} users dropped in setup"
-        elif kind == "batch":
-            self._add_batch(state, payload)
-        elif kind == "crash":
-            self.crashes.append(f"worker {worker_id}: {payload}")
-        elif kind == "done":
-            state.status = "done"
-            state.active_users = state.inflight = 0
-            for key, count in payload.get("counters", {}).items():
-                self.counters[key] = self.counters.get(key, 0) + count
-            if payload.get("hung_users"):
-                state.detail = f"{payload['hung_users']} user threads did not stop in time"
+        protocol = getattr(message, "protocol", None)
+        if protocol != PROTOCOL_VERSION or type(message) not in self.handlers:
+            self._refuse(state, protocol)
+            return
+        self.handlers[type(message)](state, message)
 
-    def _add_batch(self, state: WorkerState, payload: dict) -> None:
-        state.active_users, state.inflight = payload["active_users"], payload["inflight"]
-        phase = payload["phase"]
-        if phase == "run":
+    def _refuse(self, state: WorkerState, protocol: int | None) -> None:
+        state.status, state.active_users, state.inflight = "died", 0, 0
+        spoken = f"protocol {protocol}" if protocol is not None else "an older release's messages"
+        state.detail = (
+            f"speaks {spoken}, this coordinator worker message protocol {PROTOCOL_VERSION}: install the "
+            f"same amanflix-stress version everywhere; its {state.users} users are not counted"
+        )
+
+    def _on_hello(self, state: WorkerState, hello: Hello) -> None:
+        state.pid, state.host, state.users = hello.pid, hello.host, hello.users
+        state.health.core = hello.core
+
+    def _on_ready(self, state: WorkerState, ready: Ready) -> None:
+        state.status, state.detail = "ready", f"{ready.users_dropped} users dropped in setup"
+
+    def _on_crash(self, state: WorkerState, crash: Crash) -> None:
+        self.crashes.append(f"worker {state.id}: {crash.text}")
+
+    def _on_done(self, state: WorkerState, done: Done) -> None:
+        state.status = "done"
+        state.active_users = state.inflight = 0
+        for key, count in done.counters.items():
+            self.counters[key] = self.counters.get(key, 0) + count
+        if done.hung_users:
+            state.detail = f"{done.hung_users} user threads did not stop in time"
+
+    def _on_batch(self, state: WorkerState, batch: Batch) -> None:
+        state.active_users, state.inflight = batch.active_users, batch.inflight
+        if batch.phase == "run":
             state.status = "running" if state.status in ("starting", "ready") else state.status
-            state.first_cpu = state.first_cpu or (payload["cpu_s"], payload["wall_s"])
-            state.last_cpu = (payload["cpu_s"], payload["wall_s"])
-            if payload.get("health"):
-                state.health.add(payload["health"])
-        if payload.get("arrivals") is not None:
-            state.arrivals = payload["arrivals"]
-        for index, plain in payload["intervals"]:
+            state.first_cpu = state.first_cpu or (batch.cpu_s, batch.wall_s)
+            state.last_cpu = (batch.cpu_s, batch.wall_s)
+            if batch.health:
+                state.health.add(batch.health)
+        if batch.arrivals is not None:
+            state.arrivals = batch.arrivals
+        for index, plain in batch.intervals:
             stats = Stats.from_plain(plain)
-            self.phases[phase].merge(stats)
-            if phase != "run":
-                continue
-            if index <= self.closed_upto:
-                self.late_batches += 1
-            else:
-                self.open_intervals.setdefault(index, Stats()).merge(stats)
-                # users active while the interval ran, not when it is written (after the run that is 0)
-                active = sum(w.active_users for w in self.workers.values())
-                self.interval_users[index] = max(self.interval_users.get(index, 0), active)
+            self.phases[batch.phase].merge(stats)
+            if batch.phase == "run":
+                self._add_to_interval(index, stats)
+
+    def _add_to_interval(self, index: int, stats: Stats) -> None:
+        if index <= self.closed_upto:
+            self.late_batches += 1
+            return
+        self.open_intervals.setdefault(index, Stats()).merge(stats)
+        # users active while the interval ran, not when it is closed (after the run that is 0)
+        active = sum(w.active_users for w in self.workers.values())
+        self.interval_users[index] = max(self.interval_users.get(index, 0), active)
 
     def close_intervals(self, now_s: float, final: bool = False) -> None:
-        """Write every interval that is over (all of them when final) to the time series."""
+        """Close each interval that is over (all when final): its row joins `intervals`, then the sink."""
         if self.start_s is None:
             return
         for index in sorted(self.open_intervals):
             end_s = self.start_s + (index + 1) * self.interval_s
             if not final and now_s < end_s + CLOSE_GRACE_S:
                 break
-            self._write_interval(index, self.open_intervals.pop(index), min(end_s, now_s) if final else end_s)
+            row = self._interval_row(
+                index, self.open_intervals.pop(index), min(end_s, now_s) if final else end_s
+            )
             self.closed_upto = index
+            self.intervals.append(row)
+            self.on_interval(row)
 
-    def _write_interval(self, index: int, stats: Stats, end_s: float) -> None:
+    def _interval_row(self, index: int, stats: Stats, end_s: float) -> dict:
         start_s = self.start_s + index * self.interval_s
         span_s = max(end_s - start_s, 1e-9)
         total = total_series(stats)
         p50, _p90, p95, p99, _p999 = total.percentiles_us()
-        row = {
+        return {
             "interval": index,
             "start_s": round(start_s, 3),
             "end_s": round(end_s, 3),
@@ -189,10 +219,6 @@ class Aggregator:
                 for r in endpoint_rows(stats, span_s)
             },
         }
-        self.last_interval_row = row
-        if self.timeseries_path:
-            with open(self.timeseries_path, "a") as out:
-                out.write(json.dumps(row) + "\n")
 
     def progress(self, now_s: float) -> dict:
         """A snapshot for the live progress line: preparing users, the measured phase, or verification."""
@@ -289,3 +315,11 @@ class Aggregator:
                 }
             )
         return rows
+
+
+def sender_of(message: object) -> int | None:
+    """The worker a message came from; also for a tuple from a release before typed messages."""
+    worker_id = getattr(message, "worker_id", None)
+    if worker_id is None and isinstance(message, tuple) and len(message) == 3:
+        worker_id = message[1]
+    return worker_id if isinstance(worker_id, int) else None

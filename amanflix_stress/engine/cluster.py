@@ -13,16 +13,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from amanflix_stress import __version__
 from amanflix_stress.engine.aggregator import WorkerState
-from amanflix_stress.engine.coordinator import (
-    READY_GRACE_S,
-    WORKER_SILENCE_S,
-    Coordinator,
-    RunPlan,
-    RunResult,
-)
+from amanflix_stress.engine.coordinator import READY_GRACE_S, WORKER_SILENCE_S, Coordinator, RunResult
+from amanflix_stress.engine.messages import Crash, Message
+from amanflix_stress.engine.plan import RunPlan, WorkerShare
 from amanflix_stress.engine.worker import run_worker
 from amanflix_stress.errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
 
@@ -76,14 +73,15 @@ def run_on_cluster(
     on_progress: Callable[[dict], None] | None = None,
     workers_given: bool = False,
     on_start: Callable[[float], None] | None = None,
+    on_interval: Callable[[dict], None] | None = None,
 ) -> RunResult:
-    """Run the plan on the Dask cluster at `address`; one share per Dask worker thread unless --workers says."""
+    """Run the plan on the Dask cluster at `address`: a share per Dask worker thread unless --workers says."""
     require_dask()
     with connect(address) as client:
         slots = worker_slots(client)
         if not workers_given:
-            plan.workers = len(slots)
-        coordinator = DaskCoordinator(plan, on_progress, client)
+            plan = replace(plan, workers=len(slots))
+        coordinator = DaskCoordinator(plan, on_progress, client, on_interval)
         if on_start is not None:
             coordinator.on_start = on_start
         return coordinator.run()
@@ -103,7 +101,7 @@ def connect(address: str) -> Iterator[distributed.Client]:
 
 
 def start_local_cluster(processes: int) -> distributed.LocalCluster:
-    """N single-threaded worker processes on loopback, no dashboard, no memory limit, lost tasks never re-run."""
+    """N single-threaded worker processes on loopback; no dashboard or memory limit; lost tasks not re-run."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), _sigint_ignored():
         return distributed.LocalCluster(
             n_workers=processes,
@@ -179,7 +177,7 @@ def worker_slots(client: distributed.Client) -> list[str]:
 
 
 def share_caps(max_concurrent: int, shares: int) -> list[int]:
-    """The run-wide in-flight cap split across shares (a per-request round trip to the scheduler would be timed)."""
+    """The run-wide in-flight cap split across shares (a round trip to the scheduler per request is timed)."""
     if max_concurrent <= 0:
         return [0] * shares
     if max_concurrent < shares:
@@ -209,7 +207,7 @@ class ResultStream:
         return self.get(None)
 
     def _fetch(self, timeout_s: float | None) -> None:
-        """Everything waiting, without blocking; then a local pause, as a timed get logs an error on the scheduler."""
+        """Everything waiting, not blocking; then a local pause (a timed get logs errors on the scheduler)."""
         try:
             items = self.queue.get(batch=True)
         except TimeoutError:  # a slow scheduler; the liveness check decides whether it is gone
@@ -222,17 +220,17 @@ class ResultStream:
 
 
 class ResultSender:
-    """A worker's end: each message pickled, so tuples and payloads arrive exactly as a local queue delivers them."""
+    """A worker's end: each message pickled, so the records arrive exactly as a local queue delivers them."""
 
     def __init__(self, dask_queue: distributed.Queue) -> None:
         self.queue = dask_queue
 
-    def put(self, message: tuple) -> None:
+    def put(self, message: Message) -> None:
         self.queue.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class ClusterControl:
-    """The coordinator's end of stop and go. A signal handler only sets a local flag; the run loop publishes it."""
+    """The coordinator's end of stop and go. A signal handler sets a local flag; the run loop publishes it."""
 
     def __init__(self, client: distributed.Client, prefix: str) -> None:
         self.names = {"results": f"{prefix}-results", "stop": f"{prefix}-stop", "go": f"{prefix}-go"}
@@ -242,7 +240,7 @@ class ClusterControl:
         self.published = False
 
     def set_go(self, start_s: float) -> None:
-        self.go.set()  # each worker counts from hearing go, on its own clock: skew between machines cancels out
+        self.go.set()  # each worker counts from hearing go on its own clock: skew between hosts cancels out
 
     def publish(self) -> None:
         if self.stop.is_set() and not self.published:
@@ -257,7 +255,7 @@ class ClusterControl:
 
 
 class RemoteControl:
-    """A worker's view: a local stop flag fed by the scheduler's stop event, go, and its part of the in-flight cap."""
+    """A worker's view: a stop flag fed by the scheduler's stop event, go, its part of the in-flight cap."""
 
     def __init__(self, client: distributed.Client, spec: dict) -> None:
         self.stop = threading.Event()
@@ -290,7 +288,7 @@ class RemoteControl:
         self.watcher.join(2 * WATCH_S)
 
 
-def run_share(share: dict, spec: dict) -> str:
+def run_share(share: WorkerShare, spec: dict) -> str:
     """The Dask task: one worker's share, run at most once, with results and control through the scheduler."""
     client = distributed.get_client()
     distributed.secede()  # a long task: leave the thread pool so any number of shares fit on a worker
@@ -298,7 +296,7 @@ def run_share(share: dict, spec: dict) -> str:
     claim = distributed.Queue(spec["claim"], client=client)
     try:
         if not claim.get(batch=True):
-            results.put(("crash", share["worker_id"], REFUSED))
+            results.put(Crash(share.worker_id, REFUSED))
             return "refused"
         run_claimed(share, results, RemoteControl(client, spec))
         return "done"
@@ -307,7 +305,7 @@ def run_share(share: dict, spec: dict) -> str:
         results.queue.close()
 
 
-def run_claimed(share: dict, results: ResultSender, control: RemoteControl) -> None:
+def run_claimed(share: WorkerShare, results: ResultSender, control: RemoteControl) -> None:
     try:
         run_worker(share, results, control)
     finally:
@@ -317,10 +315,16 @@ def run_claimed(share: dict, results: ResultSender, control: RemoteControl) -> N
 class DaskCoordinator(Coordinator):
     """The local coordinator's run, with each worker's share a Dask task instead of a local process."""
 
-    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None, client: distributed.Client):
+    def __init__(
+        self,
+        plan: RunPlan,
+        on_progress: Callable[[dict], None] | None,
+        client: distributed.Client,
+        on_interval: Callable[[dict], None] | None = None,
+    ):
         self.client = client
         self.prefix = f"amanflix-stress-{plan.run_id}-{uuid.uuid4().hex[:8]}"
-        super().__init__(plan, on_progress)
+        super().__init__(plan, on_progress, on_interval)
         self.futures: dict[int, distributed.Future] = {}
         self.placement: dict[int, str] = {}
         self.claims: dict[int, distributed.Queue] = {}
@@ -334,8 +338,8 @@ class DaskCoordinator(Coordinator):
     def _make_control(self) -> ClusterControl:
         return ClusterControl(self.client, self.prefix)
 
-    def _launch(self, share: dict) -> None:
-        wid = share["worker_id"]
+    def _launch(self, share: WorkerShare) -> None:
+        wid = share.worker_id
         if not self.slots:
             self.slots = worker_slots(self.client)
             self.caps = share_caps(self.plan.max_concurrent, min(self.plan.workers, self.plan.users))
@@ -359,7 +363,7 @@ class DaskCoordinator(Coordinator):
             allow_other_workers=False,
         )
         self.placement[wid] = address
-        self.aggregator.workers[wid] = WorkerState(wid, users=len(share["users"]), host=address)
+        self.aggregator.workers[wid] = WorkerState(wid, users=len(share.users), host=address)
 
     def _check_workers(self) -> None:
         self.control.publish()
@@ -414,7 +418,7 @@ class DaskCoordinator(Coordinator):
         return all(self.aggregator.workers[w].status in statuses for w in self.futures)
 
     def _reap(self) -> None:
-        """Stop published, tasks given a moment to return; a Dask worker still running a share is restarted."""
+        """Publish stop, give the tasks a moment to return; restart a Dask worker still running a share."""
         self.control.stop.set()
         with contextlib.suppress(Exception):
             self.control.publish()

@@ -1,56 +1,24 @@
-"""The coordinator: starts worker processes with their share of the plan, paces the run, stops it, collects."""
+"""The coordinator: starts worker processes on their shares of the plan, paces the run, stops it, collects."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amanflix_stress.engine.aggregator import Aggregator, WorkerState
 from amanflix_stress.engine.client import check_reachable
-from amanflix_stress.engine.user import HTTP_LIST_USER, behaviour_class
+from amanflix_stress.engine.plan import RunPlan, WorkerShare, worker_shares
+from amanflix_stress.engine.user import behaviour_class
 from amanflix_stress.engine.worker import TICK_S, run_worker
 
 START_METHOD = "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
 WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
-
-
-@dataclass
-class RunPlan:
-    """Everything a run needs, resolved from the profile and the flags; plain data."""
-
-    base_url: str
-    users: int = 10
-    duration_s: float = 60.0
-    spawn_rate: float = 10.0
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    max_concurrent: int = 0  # 0: no cap
-    behaviour: str = "http"  # the behaviour's name, as the report shows it
-    behaviour_path: str = HTTP_LIST_USER  # the User class to run, 'module:Class'
-    settings: dict = field(default_factory=dict)
-    timeout_s: float = 30.0
-    connect_timeout_s: float = 3.0
-    seed: int = 0
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    interval_s: float = 5.0
-    timeseries_path: str | None = None
-    setup_concurrency: int = 8
-    setup_timeout_s: float = 600.0
-    teardown_timeout_s: float = 60.0
-    rate: float = 0.0  # open model: arrivals per second (0 with no stages: closed model, users think)
-    stages: list = field(default_factory=list)  # open model: [[duration_s, rate], ...] ramps after `rate`
-    pin_cores: bool = True  # pin each worker process to one core where the platform allows
-
-    @property
-    def open_model(self) -> bool:
-        return bool(self.rate or self.stages)
 
 
 @dataclass
@@ -63,6 +31,7 @@ class RunResult:
     stop_reason: str
     interrupted: bool
     shared: dict
+    intervals: list[dict] = field(default_factory=list)  # the time series: one row per closed interval
     extra: dict = field(default_factory=dict)  # sections a behaviour adds (lock issues, cleanup, ...)
 
 
@@ -83,45 +52,7 @@ class LocalControl:
         self.go.set()
 
 
-def user_schedule(plan: RunPlan) -> list[list[list[float]]]:
-    """Each worker's [user index, start offset s] pairs: user i starts at i / spawn_rate, round robin."""
-    n_workers = max(1, min(plan.workers, plan.users))
-    shares: list[list[list[float]]] = [[] for _ in range(n_workers)]
-    for index in range(plan.users):
-        shares[index % n_workers].append([index, index / plan.spawn_rate if plan.spawn_rate > 0 else 0.0])
-    return shares
-
-
-def worker_shares(plan: RunPlan, shared: dict) -> list[dict]:
-    """One plain, picklable dict per worker: all it needs to run its users anywhere."""
-    common = {
-        k: getattr(plan, k)
-        for k in (
-            "run_id",
-            "base_url",
-            "behaviour_path",
-            "settings",
-            "duration_s",
-            "timeout_s",
-            "connect_timeout_s",
-            "interval_s",
-            "seed",
-            "setup_concurrency",
-            "setup_timeout_s",
-            "teardown_timeout_s",
-            "rate",
-            "stages",
-            "pin_cores",
-        )
-    }
-    schedule = user_schedule(plan)
-    return [
-        {**common, "worker_id": wid, "workers": len(schedule), "users": users, "shared": shared}
-        for wid, users in enumerate(schedule)
-    ]
-
-
-def _worker_process_main(share: dict, results, control) -> None:
+def _worker_process_main(share: WorkerShare, results, control) -> None:
     """Entry point of a local worker process: the coordinator alone handles Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -135,14 +66,19 @@ def _worker_process_main(share: dict, results, control) -> None:
 class Coordinator:
     """Runs one plan on local worker processes and returns the RunResult."""
 
-    def __init__(self, plan: RunPlan, on_progress: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        on_progress: Callable[[dict], None] | None = None,
+        on_interval: Callable[[dict], None] | None = None,
+    ) -> None:
         self.plan = plan
         self.on_progress = on_progress or (lambda snapshot: None)
         self.on_start: Callable[[float], None] = lambda start_s: None  # e.g. start --hold-lock's schedule
         self.ctx = multiprocessing.get_context(START_METHOD)
         self.results = self._make_results()
         self.control = self._make_control()
-        self.aggregator = Aggregator(plan.interval_s, plan.timeseries_path)
+        self.aggregator = Aggregator(plan.interval_s, on_interval)  # on_interval: e.g. the time series file
         self.processes: dict[int, multiprocessing.Process] = {}
         self.interrupts = 0
         self.stop_reason = ""
@@ -160,7 +96,7 @@ class Coordinator:
         behaviour = behaviour_class(self.plan.behaviour_path)
         try:
             check_reachable(self.plan.base_url)
-            shared = behaviour.prepare_run(self.plan) if hasattr(behaviour, "prepare_run") else {}
+            shared = behaviour.prepare_run(self.plan)
             if not self.control.stop.is_set():
                 start_s = self._drive(worker_shares(self.plan, shared))
         finally:
@@ -169,12 +105,19 @@ class Coordinator:
             self._reap()
         end_s = time.time()
         self.aggregator.close_intervals(end_s, final=True)
-        result = RunResult(self.aggregator, start_s, end_s, self.stop_reason, self.interrupts > 0, shared)
-        if hasattr(behaviour, "finish_run"):
-            result.extra.update(behaviour.finish_run(self.plan, result))
+        result = RunResult(
+            self.aggregator,
+            start_s,
+            end_s,
+            self.stop_reason,
+            self.interrupts > 0,
+            shared,
+            intervals=self.aggregator.intervals,
+        )
+        result.extra.update(behaviour.finish_run(self.plan, result))
         return result
 
-    def _drive(self, shares: list[dict]) -> float:
+    def _drive(self, shares: list[WorkerShare]) -> float:
         for share in shares:
             self._launch(share)
         self._pump_until(
@@ -200,18 +143,16 @@ class Coordinator:
         )
         return start_s
 
-    def _launch(self, share: dict) -> None:
+    def _launch(self, share: WorkerShare) -> None:
         process = self.ctx.Process(
             target=_worker_process_main,
             args=(share, self.results, self.control),
-            name=f"amanflix-stress-worker-{share['worker_id']}",
+            name=f"amanflix-stress-worker-{share.worker_id}",
             daemon=True,
         )
         process.start()
-        self.processes[share["worker_id"]] = process
-        self.aggregator.workers[share["worker_id"]] = WorkerState(
-            share["worker_id"], users=len(share["users"])
-        )
+        self.processes[share.worker_id] = process
+        self.aggregator.workers[share.worker_id] = WorkerState(share.worker_id, users=len(share.users))
 
     def _pump_until(self, done: Callable[[], bool], timeout_s: float | None) -> None:
         """Handle messages until done() or the timeout; notices dead and silent workers on the way."""

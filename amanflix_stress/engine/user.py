@@ -7,11 +7,13 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from amanflix_stress.engine.client import HttpClient
+from amanflix_stress.engine.plan import RunPlan
 
-# Behaviours are named in the plan as import paths, so a plan stays plain, picklable data.
-HTTP_LIST_USER = "amanflix_stress.engine.user:HttpListUser"
+if TYPE_CHECKING:  # the coordinator imports this module: only the type checker needs RunResult here
+    from amanflix_stress.engine.coordinator import RunResult
 
 
 @dataclass
@@ -43,6 +45,32 @@ class UserContext:
         return self.sleep(self.rng.uniform(low, high))
 
 
+class Behaviour(Protocol):
+    """What a plan's behaviour class must offer. A worker builds one instance per simulated user (from a
+    UserContext) and runs setup, step until stopped, teardown, counters, close; the coordinator calls the
+    run-wide hooks on the class itself, once per run. `User` below gives every member a default."""
+
+    ctx: UserContext
+
+    def __init__(self, ctx: UserContext) -> None: ...
+
+    def setup(self) -> bool: ...
+
+    def step(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+    @staticmethod
+    def prepare_run(plan: RunPlan) -> dict: ...
+
+    @staticmethod
+    def finish_run(plan: RunPlan, result: RunResult) -> dict: ...
+
+
 class User:
     """A simulated user: setup before the measured phase, then `step` until stopped, then teardown."""
 
@@ -61,15 +89,25 @@ class User:
         """Leave the target as found (end sessions, ...); runs after the stop."""
 
     def counters(self) -> dict[str, int]:
-        """Behaviour-specific counts (accounts created, deleted, ...) summed over all users into the report."""
+        """Behaviour-specific counts (accounts created, deleted, ...) summed over all users for the report."""
         return {}
 
     def close(self) -> None:
         self.client.close()
 
+    @staticmethod
+    def prepare_run(plan: RunPlan) -> dict:
+        """Once per run in the coordinator, before any worker starts: the data users get as ctx.shared."""
+        return {}
 
-def behaviour_class(path: str) -> type[User]:
-    """The User class a plan names as 'module:Class'."""
+    @staticmethod
+    def finish_run(plan: RunPlan, result: RunResult) -> dict:
+        """Once per run in the coordinator, after the workers stopped: report sections to add (cleanup...)."""
+        return {}
+
+
+def behaviour_class(path: str) -> type[Behaviour]:
+    """The behaviour class a plan names as 'module:Class'."""
     module_name, _, class_name = path.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

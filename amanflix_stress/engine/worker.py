@@ -12,27 +12,29 @@ import traceback
 
 from amanflix_stress.engine.client import HttpClient, InflightGauge
 from amanflix_stress.engine.health import HealthMeter, pin_to_core
+from amanflix_stress.engine.messages import Batch, Crash, Done, Hello, Message, Ready
 from amanflix_stress.engine.pacing import ArrivalSchedule, build_segments
+from amanflix_stress.engine.plan import WorkerShare
 from amanflix_stress.engine.sample import Sample
 from amanflix_stress.engine.stats import Stats
-from amanflix_stress.engine.user import User, UserContext, behaviour_class
+from amanflix_stress.engine.user import Behaviour, UserContext, behaviour_class
 
 BATCH_S = 1.0  # how often a worker ships its stats: the aggregator's freshness vs queue traffic
 TICK_S = 0.1  # how often the worker looks at the stop flag and its deadline
 SETUP_PHASE, RUN_PHASE, TEARDOWN_PHASE = "setup", "run", "teardown"
 
 
-def run_worker(share: dict, results, control) -> None:
-    """Run one worker's share of the plan. `share` is plain data; `results` has put(); `control` see LocalControl."""
+def run_worker(share: WorkerShare, results, control) -> None:
+    """Run one worker's share of the plan. `results` has put() for messages; `control` see LocalControl."""
     Worker(share, results, control).run()
 
 
 class Worker:
     """One worker's users, their threads, and the batches it ships."""
 
-    def __init__(self, share: dict, results, control) -> None:
+    def __init__(self, share: WorkerShare, results, control) -> None:
         self.share, self.results, self.control = share, results, control
-        self.id = share["worker_id"]
+        self.id = share.worker_id
         self.stop = threading.Event()
         self.pending: collections.deque[Sample] = collections.deque()
         self.gauge = InflightGauge()
@@ -46,64 +48,51 @@ class Worker:
         self.schedule = open_schedule(share)
 
     def run(self) -> None:
-        core = pin_to_core(self.id) if self.share.get("pin_cores", True) else None
-        self.send(
-            "hello",
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "users": len(self.share["users"]),
-                "core": core,
-            },
-        )
-        everyone = [self.make_user(index) for index, _offset in self.share["users"]]
-        ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], self.share["setup_timeout_s"])
+        share = self.share
+        core = pin_to_core(self.id) if share.pin_cores else None
+        self.send(Hello(self.id, os.getpid(), socket.gethostname(), len(share.users), core))
+        everyone = [self.make_user(index) for index, _offset in share.users]
+        ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], share.setup_timeout_s)
         users = [u for u, ok in zip(everyone, ready) if ok is True]
-        self.send("ready", {"users_ready": len(users), "users_dropped": len(ready) - len(users)})
+        self.send(Ready(self.id, users_ready=len(users), users_dropped=len(ready) - len(users)))
         self.start_s = self.wait_go()
         if self.start_s is not None:
             for user in users:
                 user.ctx.start_s = self.start_s
             self.run_users(users)
         self.stop.set()
-        self.run_phase(TEARDOWN_PHASE, [(u, u.teardown) for u in users], self.share["teardown_timeout_s"])
+        self.run_phase(TEARDOWN_PHASE, [(u, u.teardown) for u in users], share.teardown_timeout_s)
         counters: dict[str, int] = {}
         for user in everyone:  # dropped users count too: they may have created accounts
             for key, count in user.counters().items():
                 counters[key] = counters.get(key, 0) + count
             user.close()
-        self.send(
-            "done",
-            {
-                "users": len(users),
-                "hung_users": sum(t.is_alive() for t in self.threads),
-                "counters": counters,
-            },
-        )
+        hung = sum(t.is_alive() for t in self.threads)
+        self.send(Done(self.id, users=len(users), hung_users=hung, counters=counters))
 
-    def make_user(self, index: int) -> User:
+    def make_user(self, index: int) -> Behaviour:
         share = self.share
         ctx = UserContext(
             index=index,
             worker_id=self.id,
-            run_id=share["run_id"],
-            base_url=share["base_url"],
-            settings=share["settings"],
-            shared=share.get("shared", {}),
+            run_id=share.run_id,
+            base_url=share.base_url,
+            settings=share.settings,
+            shared=share.shared,
             stop=self.stop,
-            rng=random.Random(f"{share['seed']}:{index}"),
+            rng=random.Random(f"{share.seed}:{index}"),
             new_client=lambda: self.new_client(index),
             open_model=self.schedule is not None,
         )
-        return behaviour_class(share["behaviour_path"])(ctx)
+        return behaviour_class(share.behaviour_path)(ctx)
 
     def new_client(self, index: int) -> HttpClient:
         client = HttpClient(
-            self.share["base_url"],
+            self.share.base_url,
             index,
             self.pending.append,
-            timeout_s=self.share["timeout_s"],
-            connect_timeout_s=self.share["connect_timeout_s"],
+            timeout_s=self.share.timeout_s,
+            connect_timeout_s=self.share.connect_timeout_s,
             gauge=self.gauge,
             limiter=getattr(self.control, "limiter", None),
         )
@@ -122,9 +111,9 @@ class Worker:
                 next_heartbeat += BATCH_S
         return None
 
-    def run_users(self, users: list[User]) -> None:
-        deadline = time.monotonic() + self.share["duration_s"] - (time.time() - self.start_s)
-        offset_of = dict((index, offset) for index, offset in self.share["users"])
+    def run_users(self, users: list[Behaviour]) -> None:
+        deadline = time.monotonic() + self.share.duration_s - (time.time() - self.start_s)
+        offset_of = dict(self.share.users)
         offsets = sorted(((offset_of[u.ctx.index], u) for u in users), key=lambda pair: pair[0])
         self.origin_ns = time.perf_counter_ns() - int((time.time() - self.start_s) * 1e9)
         if self.schedule is not None:  # open model: the whole pool waits for arrivals from the start
@@ -139,12 +128,12 @@ class Worker:
                 next_flush += BATCH_S
             self.tick()
         self.stop.set()
-        join_until = time.monotonic() + self.share["timeout_s"] + 2 * TICK_S
+        join_until = time.monotonic() + self.share.timeout_s + 2 * TICK_S
         for thread in self.threads:
             thread.join(max(0.0, join_until - time.monotonic()))
         self.flush(RUN_PHASE)
 
-    def start_user(self, user: User) -> None:
+    def start_user(self, user: Behaviour) -> None:
         thread = threading.Thread(
             target=self.user_loop, args=(user,), daemon=True, name=f"user-{user.ctx.index}"
         )
@@ -162,19 +151,19 @@ class Worker:
     def elapsed_s(self) -> float:
         return (time.perf_counter_ns() - self.origin_ns) / 1e9
 
-    def user_loop(self, user: User) -> None:
+    def user_loop(self, user: Behaviour) -> None:
         try:
             if self.schedule is not None:
                 self.arrival_loop(user)
             while self.schedule is None and not self.stop.is_set():
                 user.step()
         except Exception:
-            self.send("crash", traceback.format_exc())
+            self.send(Crash(self.id, traceback.format_exc()))
         finally:
             self.active_users -= 1
 
-    def arrival_loop(self, user: User) -> None:
-        """Open model: take the next arrival, wait until it is due, run one step that carries its intended start."""
+    def arrival_loop(self, user: Behaviour) -> None:
+        """Open model: take the next arrival, wait until it is due, run a step carrying its intended start."""
         clients = self.clients.get(user.ctx.index, [])
         while not self.stop.is_set():
             now_s = self.elapsed_s()
@@ -196,16 +185,16 @@ class Worker:
                 client.intended_ns = None
 
     def run_phase(self, phase: str, jobs: list, timeout_s: float) -> list:
-        """Run setup or teardown jobs on a bounded number of threads; a job's result, or None if it never ended."""
+        """Setup or teardown jobs on a bounded number of threads; each result, or None if it never ended."""
         results: list = [None] * len(jobs)
-        slots = threading.Semaphore(self.share["setup_concurrency"])
+        slots = threading.Semaphore(self.share.setup_concurrency)
 
         def run_one(position: int, fn) -> None:
             try:
                 results[position] = fn()
             except Exception:
                 results[position] = False
-                self.send("crash", traceback.format_exc())
+                self.send(Crash(self.id, traceback.format_exc()))
             finally:
                 slots.release()
 
@@ -237,7 +226,7 @@ class Worker:
         """Ship what was measured since the last flush, grouped by time-series interval."""
         samples = [self.pending.popleft() for _ in range(len(self.pending))]
         by_interval: dict[int, list[Sample]] = {}
-        interval_s = self.share["interval_s"]
+        interval_s = self.share.interval_s
         for sample in samples:
             by_interval.setdefault(
                 self.interval_of(sample, interval_s) if phase == RUN_PHASE else -1, []
@@ -246,28 +235,28 @@ class Worker:
         for index, group in by_interval.items():
             stats = Stats()
             stats.add_samples(group)
-            batches.append([index, stats.to_plain()])
+            batches.append((index, stats.to_plain()))
         self.send(
-            "batch",
-            {
-                "phase": phase,
-                "intervals": batches,
-                "active_users": self.active_users,
-                "inflight": self.gauge.value,
-                "cpu_s": time.process_time(),
-                "wall_s": time.time(),
-                "health": self.health.snapshot(),
-                "arrivals": self.schedule.counts() if self.schedule is not None else None,
-            },
+            Batch(
+                self.id,
+                phase,
+                tuple(batches),
+                active_users=self.active_users,
+                inflight=self.gauge.value,
+                cpu_s=time.process_time(),
+                wall_s=time.time(),
+                health=self.health.snapshot(),
+                arrivals=self.schedule.counts() if self.schedule is not None else None,
+            )
         )
 
-    def send(self, kind: str, payload) -> None:
-        self.results.put((kind, self.id, payload))
+    def send(self, message: Message) -> None:
+        self.results.put(message)
 
 
-def open_schedule(share: dict) -> ArrivalSchedule | None:
+def open_schedule(share: WorkerShare) -> ArrivalSchedule | None:
     """This worker's share of the open model's arrivals, or None for a closed-model (think time) run."""
-    if not share.get("rate") and not share.get("stages"):
+    if not share.open_model:
         return None
-    segments = build_segments(share.get("rate", 0.0), share.get("stages", []), share["duration_s"])
-    return ArrivalSchedule(segments, share["worker_id"], share["workers"])
+    segments = build_segments(share.rate, list(share.stages), share.duration_s)
+    return ArrivalSchedule(segments, share.worker_id, share.workers)
