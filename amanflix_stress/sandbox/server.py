@@ -59,6 +59,15 @@ class SandboxServer:
         )
         self._thread.start()
 
+    @property
+    def engine(self):
+        """The SQLAlchemy engine the request threads share (its pool is upstream's 5 + 10)."""
+        return self._state.store.engine
+
+    def wait_for_writes(self, count: int, timeout_s: float) -> bool:
+        """True once `count` requests are inside the commit helper at once (e.g. queued behind a lock)."""
+        return self._state.store.wait_for_writes(count, timeout_s)
+
     def truth(self) -> dict:
         """Ground truth right now (same as GET /api/sandbox/truth)."""
         return self._state.truth.snapshot(self._state.store.engine)
