@@ -70,7 +70,7 @@ def resolve(cfg: SandboxConfig) -> tuple[SandboxConfig, str | None]:
     """Fill in a temp DB path, the log path and a random admin password when not given.
     Returns the config and the temp folder created for it (None when the caller named the DB)."""
     temp_dir = None if cfg.db_path else tempfile.mkdtemp(prefix=TEMP_PREFIX)
-    db_path = os.path.abspath(cfg.db_path or os.path.join(temp_dir, "amanflix.db"))
+    db_path = os.path.abspath(cfg.db_path or os.path.join(str(temp_dir), "amanflix.db"))
     log_path = os.path.abspath(cfg.log_path or os.path.join(os.path.dirname(db_path), "amanflix.log"))
     password = cfg.admin_password or secrets.token_urlsafe(12)
     return dataclasses.replace(cfg, db_path=db_path, log_path=log_path, admin_password=password), temp_dir
@@ -109,7 +109,7 @@ def build_state(cfg: SandboxConfig) -> SandboxState:
         if cfg.catalog == "default":
             seed(engine)
         ensure_superadmin(engine, cfg.admin_password, cfg.hash_iterations)
-        log = ServerLog(cfg.log_path)
+        log = ServerLog(str(cfg.log_path))
     except BaseException:
         remove_temp_dir(temp_dir)
         raise

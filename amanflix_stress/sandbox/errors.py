@@ -8,6 +8,7 @@ import traceback
 
 from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .storage import count_unhandled_lock, endpoint_name, sandbox
 
@@ -72,7 +73,7 @@ def not_found(_exc) -> Response:
     return jsonify(NOT_FOUND), 404
 
 
-def generic_page(exc: BaseException) -> Response:
+def generic_page(exc: BaseException) -> WerkzeugResponse:
     """Werkzeug's own 500 page, what Flask answers with debug off: it names no exception."""
     return InternalServerError(original_exception=exc).get_response()
 

@@ -139,7 +139,7 @@ def cli_args(cfg: SandboxConfig) -> list[str]:
         "--debug",
         "on" if cfg.debug else "off",
         "--log-path",
-        cfg.log_path,
+        str(cfg.log_path),
     ]
     return args + (["--truth-path", cfg.truth_path] if cfg.truth_path else [])
 

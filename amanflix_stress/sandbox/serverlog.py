@@ -10,6 +10,8 @@ import traceback
 # sources below are upstream's own call sites, so a parser written for the real log reads this one
 SAFE_COMMIT_SOURCE = "db_utils.py:153"  # the WARNING in safe_commit
 SAFE_COMMIT_FAILED_SOURCE = "db_utils.py:148"  # the ERROR after its last try
+NON_LOCKING_SOURCE = "db_utils.py:143"  # an OperationalError that is not a lock
+COMMIT_ERROR_SOURCE = "db_utils.py:163"  # any other error at commit (e.g. IntegrityError)
 TOKEN_REQUIRED_SOURCE = "utils.py:219"
 ADMIN_TOKEN_REQUIRED_SOURCE = "utils.py:273"
 SYMBOLS = {"WARNING": "⚠", "ERROR": "✗", "INFO": "ℹ"}

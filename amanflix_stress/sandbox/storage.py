@@ -7,7 +7,7 @@ import time
 
 from flask import current_app, g
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
 from . import schema, serverlog
@@ -94,11 +94,16 @@ class Store:
         except OperationalError as exc:
             conn.rollback()
             if not is_locked(exc):
+                self.log.record("ERROR", serverlog.NON_LOCKING_SOURCE, f"Database error (non-locking): {exc}")
                 raise
             if self.mode == "strict":
                 self.count_lock(exc, endpoint)
                 raise
             self.count_lock(exc, endpoint, retried=True)
+        except SQLAlchemyError as exc:  # e.g. an IntegrityError: upstream logs it and answers its JSON 500
+            conn.rollback()
+            self.log.record("ERROR", serverlog.COMMIT_ERROR_SOURCE, f"Unexpected error during commit: {exc}")
+            raise
         except Exception:
             conn.rollback()
             raise
