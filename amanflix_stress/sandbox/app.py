@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -27,10 +28,12 @@ from . import (
 from .authz import AuthCache
 from .catalog import Catalog, seed
 from .config import SandboxConfig
+from .serverlog import ServerLog
 from .storage import Store, create_schema, make_engine, release_db
 from .truth import Truth
 
 ADMIN_USERNAME = "superadmin"
+TEMP_PREFIX = "amanflix-sandbox-"
 BLUEPRINTS = (
     auth.bp,
     content.bp,
@@ -55,16 +58,28 @@ class SandboxState:
     catalog: Catalog
     auth_cache: AuthCache
 
+    log: ServerLog
+    temp_dir: str | None = None  # the folder resolve() created for a temp DB: removed at stop
+
     @property
     def truth_path(self) -> str:
         return self.cfg.truth_path or f"{self.cfg.db_path}.truth.json"
 
 
-def resolve(cfg: SandboxConfig) -> SandboxConfig:
-    """Fill in a temp DB path and a random admin password when not given."""
-    db_path = cfg.db_path or os.path.join(tempfile.mkdtemp(prefix="amanflix-sandbox-"), "amanflix.db")
+def resolve(cfg: SandboxConfig) -> tuple[SandboxConfig, str | None]:
+    """Fill in a temp DB path, the log path and a random admin password when not given.
+    Returns the config and the temp folder created for it (None when the caller named the DB)."""
+    temp_dir = None if cfg.db_path else tempfile.mkdtemp(prefix=TEMP_PREFIX)
+    db_path = os.path.abspath(cfg.db_path or os.path.join(str(temp_dir), "amanflix.db"))
+    log_path = os.path.abspath(cfg.log_path or os.path.join(os.path.dirname(db_path), "amanflix.log"))
     password = cfg.admin_password or secrets.token_urlsafe(12)
-    return dataclasses.replace(cfg, db_path=os.path.abspath(db_path), admin_password=password)
+    return dataclasses.replace(cfg, db_path=db_path, log_path=log_path, admin_password=password), temp_dir
+
+
+def remove_temp_dir(temp_dir: str | None) -> None:
+    """Remove the folder resolve() created (never one the caller named)."""
+    if temp_dir and os.path.basename(temp_dir).startswith(TEMP_PREFIX):
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def ensure_superadmin(engine, password: str, iterations: int) -> None:
@@ -87,14 +102,20 @@ def ensure_superadmin(engine, password: str, iterations: int) -> None:
 
 def build_state(cfg: SandboxConfig) -> SandboxState:
     """Open (or create and seed) the database for `cfg` and assemble the shared state."""
-    cfg = resolve(cfg)
-    engine = make_engine(cfg.db_path, cfg.mode, cfg.busy_timeout_s)
-    create_schema(engine, cfg.mode)
-    if cfg.catalog == "default":
-        seed(engine)
-    ensure_superadmin(engine, cfg.admin_password, cfg.hash_iterations)
+    cfg, temp_dir = resolve(cfg)
+    try:
+        engine = make_engine(cfg.db_path, cfg.mode, cfg.busy_timeout_s)
+        create_schema(engine, cfg.mode)
+        if cfg.catalog == "default":
+            seed(engine)
+        ensure_superadmin(engine, cfg.admin_password, cfg.hash_iterations)
+        log = ServerLog(str(cfg.log_path))
+    except BaseException:
+        remove_temp_dir(temp_dir)
+        raise
     truth = Truth(cfg.mode, cfg.busy_timeout_s)
-    return SandboxState(cfg, Store(engine, cfg.mode, truth), truth, Catalog.load(engine), AuthCache())
+    store = Store(engine, cfg.mode, truth, log)
+    return SandboxState(cfg, store, truth, Catalog.load(engine), AuthCache(), log, temp_dir)
 
 
 def _cors(response):

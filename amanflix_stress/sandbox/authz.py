@@ -10,7 +10,7 @@ from flask import g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import schema, tokens
+from . import schema, serverlog, tokens
 from .catalog import utcnow
 from .storage import db, endpoint_name, is_locked, sandbox
 
@@ -122,6 +122,12 @@ def _guard_db(fn, prefix: str = ""):
     except SQLAlchemyError as exc:
         if is_locked(exc):
             sandbox().store.count_lock(exc, endpoint_name() + " (token check)")
+        source, check = (
+            (serverlog.ADMIN_TOKEN_REQUIRED_SOURCE, "admin_token_required")
+            if prefix
+            else (serverlog.TOKEN_REQUIRED_SOURCE, "token_required")
+        )
+        sandbox().store.log.record("ERROR", source, f"Unexpected error in {check}: {exc}")
         raise AuthFailure(prefix + "auth_error") from None
 
 

@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--truth-path", help="ground-truth JSON written at shutdown (default <db>.truth.json)"
     )
+    parser.add_argument(
+        "--debug",
+        choices=("on", "off"),
+        default="off",
+        help="500 pages: off = Werkzeug's generic page, as the server is deployed (default); "
+        "on = the debugger page naming the exception, as upstream's app.run(debug=True)",
+    )
+    parser.add_argument("--log-path", help="server log, upstream's format (default <db dir>/amanflix.log)")
     parser.add_argument("--log-requests", action="store_true", help="print one line per request")
     return parser
 
@@ -46,6 +54,8 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         catalog=args.catalog,
         admin_password=args.admin_password,
         truth_path=args.truth_path,
+        debug=args.debug == "on",
+        log_path=args.log_path,
     )
 
 
@@ -65,11 +75,14 @@ def _install_stop_signals(stop: threading.Event) -> None:
 
 
 def banner(info: dict) -> str:
+    debug = "on (debugger pages)" if info["debug"] else "off (generic 500 pages)"
+    temp = " (a temp folder, removed at shutdown; pass --db to keep it)" if info["temp_db"] else ""
     return "\n".join(
         [
-            f"Amanflix sandbox ({info['mode']} mode) listening on {info['url']}",
+            f"Amanflix sandbox ({info['mode']} mode, debug {debug}) listening on {info['url']}",
             f"  admin: {info['admin_username']} / {info['admin_password']}",
-            f"  database: {info['db_path']}",
+            f"  database: {info['db_path']}{temp}",
+            f"  server log: {info['server_log_path']}",
             f"  ground truth at shutdown: {info['truth_path']}",
             "Press Ctrl-C to stop.",
         ]

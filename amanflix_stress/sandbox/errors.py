@@ -1,14 +1,16 @@
-"""Error responses shaped like upstream's: 404 JSON, Werkzeug HTML for 405/415, debugger-style HTML 500 pages."""
+"""Error responses shaped like upstream's: 404 JSON, Werkzeug HTML for 405/415, and HTML 500 pages: the
+debugger's naming the exception (debug on) or Werkzeug's generic page (debug off)."""
 
 from __future__ import annotations
 
 import html
 import traceback
 
-from flask import Response, jsonify
-from werkzeug.exceptions import HTTPException, NotFound
+from flask import Response, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
+from werkzeug.wrappers import Response as WerkzeugResponse
 
-from .storage import count_unhandled_lock, endpoint_name
+from .storage import count_unhandled_lock, endpoint_name, sandbox
 
 NOT_FOUND = {
     "error": "The page you're looking for seems to have vanished into thin air.",
@@ -71,12 +73,19 @@ def not_found(_exc) -> Response:
     return jsonify(NOT_FOUND), 404
 
 
+def generic_page(exc: BaseException) -> WerkzeugResponse:
+    """Werkzeug's own 500 page, what Flask answers with debug off: it names no exception."""
+    return InternalServerError(original_exception=exc).get_response()
+
+
 def unhandled(exc: Exception):
-    """Turn an unhandled exception into the debugger page; HTTP errors keep Werkzeug's own pages."""
+    """Log an unhandled exception and answer the page the debug setting gives; HTTP errors keep Werkzeug's."""
     if isinstance(exc, HTTPException):
         return exc.get_response()
     count_unhandled_lock(exc, endpoint_name())
-    return debug_page(exc)
+    state = sandbox()
+    state.store.log.exception(request.path, request.method, exc, state.cfg.debug)
+    return debug_page(exc) if state.cfg.debug else generic_page(exc)
 
 
 def register(app) -> None:

@@ -14,7 +14,7 @@ import time
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import ADMIN_USERNAME, build_state, create_app, resolve
+from .app import ADMIN_USERNAME, build_state, create_app, remove_temp_dir, resolve
 from .config import SandboxConfig
 
 HOST = "127.0.0.1"  # never bind anything else
@@ -42,12 +42,13 @@ class SandboxServer:
                 HOST, cfg.port, create_app(self._state), threaded=True, request_handler=handler
             )
         except OSError:
-            self._state.store.engine.dispose()
+            self._release()
             raise
         self.url = f"http://{HOST}:{self._server.server_port}"
         self.cfg = self._state.cfg
         self.admin_username, self.admin_password = ADMIN_USERNAME, self.cfg.admin_password
         self.db_path, self.truth_path, self.mode = self.cfg.db_path, self._state.truth_path, self.cfg.mode
+        self.server_log_path, self.debug = self.cfg.log_path, self.cfg.debug
         self._stopped = threading.Lock()
         self._done = False
         self._thread = threading.Thread(
@@ -57,6 +58,15 @@ class SandboxServer:
             daemon=True,
         )
         self._thread.start()
+
+    @property
+    def engine(self):
+        """The SQLAlchemy engine the request threads share (its pool is upstream's 5 + 10)."""
+        return self._state.store.engine
+
+    def wait_for_writes(self, count: int, timeout_s: float) -> bool:
+        """True once `count` requests are inside the commit helper at once (e.g. queued behind a lock)."""
+        return self._state.store.wait_for_writes(count, timeout_s)
 
     def truth(self) -> dict:
         """Ground truth right now (same as GET /api/sandbox/truth)."""
@@ -72,8 +82,15 @@ class SandboxServer:
             self._server.server_close()
             self._thread.join(STOP_TIMEOUT_S)
             final = self._state.truth.write(self.truth_path, self._state.store.engine)
-            self._state.store.engine.dispose()
+            self._release()
             return final
+
+    def _release(self) -> None:
+        """Close the DB and the log; remove the temp folder if this sandbox created one (truth file included:
+        the final truth is what stop() returns)."""
+        self._state.store.engine.dispose()
+        self._state.log.close()
+        remove_temp_dir(self._state.temp_dir)
 
     def info(self) -> dict:
         """Plain facts a parent process or a user needs."""
@@ -84,6 +101,9 @@ class SandboxServer:
             "db_path": self.db_path,
             "truth_path": self.truth_path,
             "mode": self.mode,
+            "debug": self.debug,
+            "server_log_path": self.server_log_path,
+            "temp_db": self._state.temp_dir is not None,
             "pid": os.getpid(),
         }
 
@@ -116,6 +136,10 @@ def cli_args(cfg: SandboxConfig) -> list[str]:
         cfg.admin_password,
         "--hash-iterations",
         str(cfg.hash_iterations),
+        "--debug",
+        "on" if cfg.debug else "off",
+        "--log-path",
+        str(cfg.log_path),
     ]
     return args + (["--truth-path", cfg.truth_path] if cfg.truth_path else [])
 
@@ -127,11 +151,14 @@ class SandboxLaunchError(RuntimeError):
 class ChildSandbox:
     """A sandbox running in a child process; same attributes as SandboxServer."""
 
-    def __init__(self, proc: subprocess.Popen, info: dict, log_path: str, pump: threading.Thread):
-        self._proc, self.log_path, self._pump = proc, log_path, pump
+    def __init__(
+        self, proc: subprocess.Popen, info: dict, log_path: str, pump: threading.Thread, temp_dir=None
+    ):
+        self._proc, self.log_path, self._pump, self._temp_dir = proc, log_path, pump, temp_dir
         self.url, self.mode, self.pid = info["url"], info["mode"], proc.pid
         self.admin_username, self.admin_password = info["admin_username"], info["admin_password"]
         self.db_path, self.truth_path = info["db_path"], info["truth_path"]
+        self.server_log_path, self.debug = info["server_log_path"], info["debug"]
 
     def admin_token(self) -> str:
         form = {"username": self.admin_username, "password": self.admin_password}
@@ -156,6 +183,7 @@ class ChildSandbox:
                 self._proc.kill()
                 self._proc.wait(STOP_TIMEOUT_S)
         self._pump.join(STOP_TIMEOUT_S)  # stdout reaches EOF once the child is gone
+        remove_temp_dir(self._temp_dir)  # the parent created it (the child was given --db)
         return self._proc.returncode
 
     def __enter__(self) -> ChildSandbox:
@@ -209,7 +237,7 @@ def launch_sandbox_process(
     cfg: SandboxConfig | None = None, timeout_s: float = LAUNCH_TIMEOUT_S
 ) -> ChildSandbox:
     """Run `python -m amanflix_stress.sandbox` as a child and wait (bounded) until it answers."""
-    cfg = resolve(cfg or SandboxConfig())
+    cfg, temp_dir = resolve(cfg or SandboxConfig())
     log_path = f"{cfg.db_path}.log"
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(
@@ -238,5 +266,6 @@ def launch_sandbox_process(
     except BaseException:
         proc.kill()
         proc.wait(STOP_TIMEOUT_S)
+        remove_temp_dir(temp_dir)
         raise
-    return ChildSandbox(proc, info, log_path, pump)
+    return ChildSandbox(proc, info, log_path, pump, temp_dir)

@@ -1,4 +1,4 @@
-"""SQLite engine per storage mode, the per-request connection and the commit helpers that decide lock behaviour."""
+"""SQLite engine per storage mode, the per-request connection, and the commit helpers that decide locks."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import time
 
 from flask import current_app, g
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from . import schema
+from . import schema, serverlog
 
 POOL_SIZE, POOL_OVERFLOW, POOL_TIMEOUT_S = 5, 10, 30  # Flask-SQLAlchemy defaults upstream runs with
 LOCK_RETRIES = 4  # upstream safe_commit: up to 4 tries ...
-LOCK_RETRY_SLEEP_S = 0.1  # ... 0.1 s apart
+LOCK_RETRY_BASE_S, LOCK_RETRY_MAX_S = 0.1, 1.0  # ... 0.1 s, 0.2 s, 0.4 s apart (doubling, capped at 1 s)
+
+
+def retry_delay_s(attempt: int) -> float:
+    """Upstream's pause after failed attempt `attempt` (0-based)."""
+    return min(LOCK_RETRY_BASE_S * 2**attempt, LOCK_RETRY_MAX_S)
 
 
 def is_locked(exc: BaseException) -> bool:
@@ -57,20 +62,31 @@ def create_schema(engine, mode: str) -> None:
 
 
 class Store:
-    """Owns the engine and applies the mode's commit policy; counts lock events and lost writes in `truth`."""
+    """Owns the engine and applies the mode's commit policy; counts lock events and lost writes in `truth`
+    and logs each retried commit attempt to the server log as upstream's safe_commit does."""
 
-    def __init__(self, engine, mode: str, truth):
-        self.engine, self.mode, self.truth = engine, mode, truth
+    def __init__(self, engine, mode: str, truth, log):
+        self.engine, self.mode, self.truth, self.log = engine, mode, truth, log
         self._writer = threading.Lock()  # `fixed`: one writer at a time inside this process
+        self._in_flight = threading.Condition()
+        self.writes_in_flight = 0  # requests inside write(): under a held lock, all are waiting on it
 
     def write(self, conn, endpoint: str, work):
         """Run work(conn) and commit like upstream's safe_commit. Returns (persisted, result of work).
 
-        upstream: a lock rolls back, sleeps, commits the now-empty transaction: the change is lost, reported as success.
-        strict: a lock is raised (HTTP 500 naming 'database is locked'). fixed: serialised, replayed on a lock.
+        upstream: a lock rolls back, sleeps, commits the now-empty transaction: the change is lost, reported
+        as success. strict: a lock is raised (HTTP 500 naming 'database is locked').
+        fixed: serialised, replayed.
         """
-        if self.mode == "fixed":
-            return True, self._serialised(conn, endpoint, work)
+        self._entered(+1)
+        try:
+            if self.mode == "fixed":
+                return True, self._serialised(conn, endpoint, work)
+            return self._write_once(conn, endpoint, work)
+        finally:
+            self._entered(-1)
+
+    def _write_once(self, conn, endpoint: str, work):
         try:
             result = work(conn)
             conn.commit()
@@ -78,10 +94,16 @@ class Store:
         except OperationalError as exc:
             conn.rollback()
             if not is_locked(exc):
+                self.log.record("ERROR", serverlog.NON_LOCKING_SOURCE, f"Database error (non-locking): {exc}")
                 raise
-            self.count_lock(exc, endpoint)
             if self.mode == "strict":
+                self.count_lock(exc, endpoint)
                 raise
+            self.count_lock(exc, endpoint, retried=True)
+        except SQLAlchemyError as exc:  # e.g. an IntegrityError: upstream logs it and answers its JSON 500
+            conn.rollback()
+            self.log.record("ERROR", serverlog.COMMIT_ERROR_SOURCE, f"Unexpected error during commit: {exc}")
+            raise
         except Exception:
             conn.rollback()
             raise
@@ -90,7 +112,7 @@ class Store:
         return False, None
 
     def write_direct(self, conn, endpoint: str, work):
-        """A direct commit without the helper (notifications): a lock is an unhandled error except in `fixed`."""
+        """A direct commit, no helper (notifications): a lock is an unhandled error except in `fixed`."""
         if self.mode == "fixed":
             return self._serialised(conn, endpoint, work)
         try:
@@ -115,26 +137,52 @@ class Store:
                     return result
                 except OperationalError as exc:
                     conn.rollback()
-                    if not is_locked(exc) or attempt == LOCK_RETRIES - 1:
+                    if not is_locked(exc):
                         raise
-                    self.count_lock(exc, endpoint)
-                    time.sleep(LOCK_RETRY_SLEEP_S)
+                    if attempt == LOCK_RETRIES - 1:
+                        self._log_gave_up()
+                        raise
+                    self.count_lock(exc, endpoint, retried=True)
+                    self._pause_after_lock(attempt)
                 except Exception:
                     conn.rollback()
                     raise
 
     def _commit_nothing(self, conn) -> None:
-        for _ in range(LOCK_RETRIES):
-            time.sleep(LOCK_RETRY_SLEEP_S)
+        """Upstream's remaining tries after a locked first attempt (attempt 0)."""
+        for attempt in range(LOCK_RETRIES - 1):
+            self._pause_after_lock(attempt)
             try:
                 conn.commit()  # the rollback emptied the transaction: this "succeeds" and saves nothing
                 return
             except OperationalError:
                 conn.rollback()
+        self._log_gave_up()
 
-    def count_lock(self, exc: BaseException, endpoint: str) -> None:
+    def _pause_after_lock(self, attempt: int) -> None:
+        delay_s = retry_delay_s(attempt)
+        self.log.record(
+            "WARNING", serverlog.SAFE_COMMIT_SOURCE, serverlog.lock_retry_line(attempt + 1, delay_s)
+        )
+        time.sleep(delay_s)  # upstream's own back-off, not a wait for a test
+
+    def _log_gave_up(self) -> None:
+        message = f"safe_commit failed after {LOCK_RETRIES} attempts"
+        self.log.record("ERROR", serverlog.SAFE_COMMIT_FAILED_SOURCE, message)
+
+    def _entered(self, step: int) -> None:
+        with self._in_flight:
+            self.writes_in_flight += step
+            self._in_flight.notify_all()
+
+    def wait_for_writes(self, count: int, timeout_s: float) -> bool:
+        """Block until at least `count` requests are inside write() (e.g. queued behind a held lock)."""
+        with self._in_flight:
+            return self._in_flight.wait_for(lambda: self.writes_in_flight >= count, timeout_s)
+
+    def count_lock(self, exc: BaseException, endpoint: str, retried: bool = False) -> None:
         if not getattr(exc, "sandbox_counted", False):
-            self.truth.lock_event(endpoint)
+            self.truth.lock_event(endpoint, retried)
             exc.sandbox_counted = True
 
 

@@ -27,15 +27,17 @@ class Truth:
         self.mode, self.busy_timeout_s = mode, busy_timeout_s
         self.lock_events: Counter = Counter()
         self.lost_writes: Counter = Counter()
+        self.lock_retries = 0  # locks the commit helper logged and retried: one WARNING line each
         self.users_registered = 0
         self.users_deleted = 0
         self.duplicates_created = (
             0  # rows inserted beside an existing row for the same title: survives deletes
         )
 
-    def lock_event(self, endpoint: str) -> None:
+    def lock_event(self, endpoint: str, retried: bool = False) -> None:
         with self._lock:
             self.lock_events[endpoint] += 1
+            self.lock_retries += retried
 
     def lost_write(self, endpoint: str) -> None:
         with self._lock:
@@ -61,6 +63,7 @@ class Truth:
                 "busy_timeout_s": self.busy_timeout_s,
                 "lock_events": sum(self.lock_events.values()),
                 "lock_events_by_endpoint": dict(self.lock_events),
+                "lock_events_in_commit_helper": self.lock_retries,
                 "lost_writes": sum(self.lost_writes.values()),
                 "lost_writes_by_endpoint": dict(self.lost_writes),
                 "users_registered": self.users_registered,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import requests
@@ -56,6 +57,44 @@ class Api:
             **extra,
         }
         return self.post("/api/watch-history/update", token, json=body)
+
+
+# Werkzeug's generic 500 page, byte for byte as measured on the real server, debug off (amanflix-api.md §7)
+GENERIC_500_BODY = (
+    b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    b"<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was unable to complete "
+    b"your request. Either the server is overloaded or there is an error in the application.</p>\n"
+)
+LOCK_RETRY_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[WARNING\] ⚠ \[db_utils\.py:153\] "
+    r"Database locked during commit, attempt 1, retrying in 0\.10s$"
+)
+
+
+def is_generic_page(resp) -> bool:
+    """Werkzeug's generic 500 page, which names no exception."""
+    return (
+        resp.status_code == 500
+        and resp.headers["Content-Type"] == "text/html; charset=utf-8"
+        and resp.content == GENERIC_500_BODY
+    )
+
+
+def is_500_page(resp, debug: bool, exception_prefix: str) -> bool:
+    """The page a sandbox with this debug setting serves for an unhandled exception."""
+    return is_debug_page(resp, exception_prefix) if debug else is_generic_page(resp)
+
+
+def server_log(server) -> str:
+    with open(server.server_log_path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def lock_retry_lines(server) -> list[str]:
+    """The server log's 'Database locked during commit' lines; each must be in upstream's exact format."""
+    lines = [line for line in server_log(server).splitlines() if "Database locked during commit" in line]
+    assert all(LOCK_RETRY_LINE.match(line) for line in lines), lines
+    return lines
 
 
 def is_debug_page(resp, exception_prefix: str) -> bool:

@@ -1,98 +1,105 @@
-"""Real threads against a real server: upstream loses writes and duplicates rows; fixed does neither."""
+"""Real threads against a real server, made deterministic by a lock held from a second connection:
+upstream loses every write queued behind it and duplicates concurrent first writes; fixed does neither."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from amanflix_stress.sandbox import SandboxConfig, start_sandbox
 
-from .conftest import FAST_HASH, Api
+from .conftest import FAST_HASH, Api, lock_retry_lines
+from .test_locks import held_lock
 
-THREADS = 40
-SECONDS = 2.5
-BUSY_S = 0.1  # small busy timeout: lock windows are frequent and the test is short
-RACE_USERS, RACE_WRITERS, RACE_ROUNDS = 20, 4, 3
-
-
-def hammer(api: Api, tokens: list, seconds: float) -> dict:
-    """Each thread updates its own user's progress on one movie as fast as it can."""
-    barrier, results, lock = (
-        threading.Barrier(len(tokens)),
-        {"ok": 0, "stale": 0, "failed": 0},
-        threading.Lock(),
-    )
-
-    def run(token):
-        barrier.wait(10)
-        deadline, ts = time.monotonic() + seconds, 0
-        while time.monotonic() < deadline:
-            ts += 5
-            resp = api.watch(token, 603, ts, duration=1e6)
-            kind = (
-                "failed"
-                if resp.status_code != 200
-                else ("ok" if resp.json()["watch_timestamp"] == ts else "stale")
-            )
-            with lock:
-                results[kind] += 1
-
-    with ThreadPoolExecutor(len(tokens)) as pool:
-        list(pool.map(run, tokens))
-    return results
+WRITERS = 8  # concurrent requests; below the 15-connection pool so none waits for a connection
+RACE_USERS, RACE_WRITERS = 4, 2  # 4 users x 2 simultaneous first writes of the same title
+SHORT_BUSY_S = 0.05  # writes give up quickly behind the held lock
+LONG_BUSY_S = 10.0  # writes outlast the held lock, released as soon as they are all queued
+QUEUE_TIMEOUT_S = 30.0
 
 
-def race_first_writes(api: Api, tokens: list, movie_id: int) -> list:
-    """RACE_WRITERS simultaneous first writes per user for a title none of them has watched."""
-    jobs = [t for t in tokens for _ in range(RACE_WRITERS)]
-    barrier = threading.Barrier(len(jobs))
-
-    def run(token):
-        barrier.wait(10)
-        return api.watch(token, movie_id, 1).status_code
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
-
-
-def load(mode: str, tmp_path) -> tuple[dict, dict, dict]:
+def sandbox(tmp_path, mode: str, busy_timeout_s: float):
     cfg = SandboxConfig(
-        mode=mode, db_path=str(tmp_path / f"{mode}.db"), busy_timeout_s=BUSY_S, hash_iterations=FAST_HASH
+        mode=mode,
+        db_path=str(tmp_path / f"{mode}.db"),
+        busy_timeout_s=busy_timeout_s,
+        hash_iterations=FAST_HASH,
+        debug=False,
     )
-    with start_sandbox(cfg) as srv:
+    return start_sandbox(cfg)
+
+
+def concurrently(calls: list) -> list:
+    """Run every call in its own thread, all released at once; the responses in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait(QUEUE_TIMEOUT_S)
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def queued_behind_a_lock(api: Api, calls: list, release: bool) -> list:
+    """Fire `calls` while a RESERVED lock is held; with `release`, drop it once all are in the commit helper
+    (their reads done, their writes waiting on the lock), else keep it until every answer is back."""
+    with ThreadPoolExecutor(1) as runner:
+        with held_lock(api.server.db_path):  # released before the runner is joined
+            answers = runner.submit(concurrently, calls)
+            if not release:
+                return answers.result(QUEUE_TIMEOUT_S)
+            assert api.server.wait_for_writes(len(calls), QUEUE_TIMEOUT_S)
+        return answers.result(QUEUE_TIMEOUT_S)
+
+
+def update_calls(api: Api, tokens: list) -> list:
+    return [lambda t=t: api.watch(t, 603, 20, duration=1e6) for t in tokens]
+
+
+def first_write_calls(api: Api, tokens: list) -> list:
+    return [lambda t=t: api.watch(t, 13, 1) for t in tokens for _ in range(RACE_WRITERS)]
+
+
+def users(api: Api, count: int, watched: bool) -> list:
+    tokens = [api.register()[1] for _ in range(count)]
+    for token in tokens if watched else []:
+        assert api.watch(token, 603, 10, duration=1e6).json()["watch_timestamp"] == 10
+    return tokens
+
+
+def test_upstream_loses_every_write_queued_behind_a_lock(tmp_path):
+    with sandbox(tmp_path, "upstream", SHORT_BUSY_S) as srv:
         api = Api(srv)
-        tokens = [api.register()[1] for _ in range(THREADS)]
-        seen = hammer(api, tokens, SECONDS)
-        during = srv.truth()
-        race = {}
-        for movie_id in (13, 680, 155)[:RACE_ROUNDS]:
-            codes = race_first_writes(api, tokens[:RACE_USERS], movie_id)
-            race = srv.truth()
-            if race["duplicate_watch_history_groups"] or mode == "fixed":
-                break
-        assert all(code == 200 for code in codes) or mode != "fixed"
-    return seen, during, race
+        answers = queued_behind_a_lock(api, update_calls(api, users(api, WRITERS, watched=True)), False)
+        truth = srv.truth()
+        assert [(r.status_code, r.json()["watch_timestamp"]) for r in answers] == [(200, 10)] * WRITERS
+        assert (
+            truth["lost_writes"] == truth["lock_events"] == truth["lock_events_in_commit_helper"] == WRITERS
+        )
+        assert len(lock_retry_lines(srv)) == WRITERS
 
 
-@pytest.mark.slow
-def test_upstream_loses_writes_and_duplicates_rows(tmp_path):
-    seen, truth, race = load("upstream", tmp_path)
-    print(
-        f"\nupstream: client saw {seen}; truth {truth['lock_events']} lock events, "
-        f"{truth['lost_writes']} lost writes; race: {race['duplicate_watch_history_groups']} duplicate groups"
+def test_upstream_concurrent_first_writes_duplicate_rows(tmp_path):
+    with sandbox(tmp_path, "upstream", LONG_BUSY_S) as srv:
+        api = Api(srv)
+        answers = queued_behind_a_lock(api, first_write_calls(api, users(api, RACE_USERS, False)), True)
+        truth = srv.truth()
+    assert [r.status_code for r in answers] == [200] * RACE_USERS * RACE_WRITERS
+    assert truth["duplicate_watch_history_groups"] == RACE_USERS
+    assert (
+        truth["duplicate_watch_history_rows"] == truth["duplicate_watch_history_rows_created"] == RACE_USERS
     )
-    assert truth["lock_events"] > 0 and truth["lost_writes"] > 0
-    assert 0 < seen["stale"] <= truth["lost_writes"]  # every stale echo is a lost write
-    assert race["duplicate_watch_history_groups"] > 0
+    assert truth["lock_events"] == truth["lost_writes"] == 0  # the lock only lined them up
 
 
-@pytest.mark.slow
-def test_fixed_mode_under_the_same_load_loses_nothing(tmp_path):
-    seen, truth, race = load("fixed", tmp_path)
-    print(
-        f"\nfixed: client saw {seen}; truth {truth['lock_events']} lock events, {truth['lost_writes']} lost writes"
-    )
-    assert seen["stale"] == 0 and seen["failed"] == 0 and seen["ok"] > 0
-    assert truth["lock_events"] == 0 and truth["lost_writes"] == 0
-    assert race["duplicate_watch_history_groups"] == 0 and race["duplicate_watch_history_rows"] == 0
+@pytest.mark.parametrize("make_calls", [update_calls, first_write_calls], ids=["updates", "first-writes"])
+def test_fixed_mode_behind_the_same_lock_loses_and_duplicates_nothing(tmp_path, make_calls):
+    with sandbox(tmp_path, "fixed", LONG_BUSY_S) as srv:
+        api = Api(srv)
+        tokens = users(api, RACE_USERS, watched=make_calls is update_calls)
+        answers = queued_behind_a_lock(api, make_calls(api, tokens), True)
+        truth = srv.truth()
+    expected_ts = 20 if make_calls is update_calls else 1
+    assert all(r.status_code == 200 and r.json()["watch_timestamp"] == expected_ts for r in answers)
+    assert truth["lost_writes"] == truth["lock_events"] == truth["duplicate_watch_history_rows"] == 0

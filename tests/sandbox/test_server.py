@@ -2,12 +2,12 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,7 +21,7 @@ from amanflix_stress.sandbox import (
 )
 from amanflix_stress.sandbox.server import READY_PREFIX
 
-from .conftest import FAST_HASH, Api
+from .conftest import FAST_HASH, GENERIC_500_BODY, Api, server_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,17 +32,35 @@ def test_stop_is_idempotent_and_writes_the_truth_file(tmp_path):
     Api(srv).register()
     srv.stop()
     srv.stop()
-    assert json.loads(open(srv.truth_path).read())["users_registered"] == 1
+    assert json.loads(Path(srv.truth_path).read_text())["users_registered"] == 1
     with pytest.raises(requests.ConnectionError):
         requests.get(srv.url + "/api/search", timeout=2)
 
 
-def test_default_db_is_a_temp_file_and_truth_path_is_configurable(tmp_path):
+def test_default_db_is_a_temp_folder_removed_at_stop_and_truth_path_is_configurable(tmp_path):
     target = str(tmp_path / "truth.json")
     with start_sandbox(SandboxConfig(truth_path=target, hash_iterations=FAST_HASH)) as srv:
-        assert os.path.exists(srv.db_path)
-    assert os.path.exists(target)
-    shutil.rmtree(os.path.dirname(srv.db_path))
+        assert os.path.exists(srv.db_path) and os.path.exists(srv.server_log_path)
+        assert os.path.dirname(srv.server_log_path) == os.path.dirname(srv.db_path)
+    assert not os.path.exists(os.path.dirname(srv.db_path))
+    assert json.loads(Path(target).read_text())["mode"] == "upstream"
+
+
+def test_a_named_db_folder_is_kept_with_its_log(tmp_path):
+    with start_sandbox(SandboxConfig(db_path=str(tmp_path / "k.db"), hash_iterations=FAST_HASH)) as srv:
+        assert srv.server_log_path == str(tmp_path / "amanflix.log")
+    assert sorted(os.listdir(tmp_path)) == ["amanflix.log", "k.db", "k.db.truth.json"]
+
+
+@pytest.mark.slow
+def test_child_with_a_temp_db_removes_its_folder(tmp_path):
+    child = launch_sandbox_process(SandboxConfig(hash_iterations=FAST_HASH, debug=False))
+    with child:
+        folder = os.path.dirname(child.db_path)
+        assert child.debug is False and os.path.dirname(child.server_log_path) == folder
+        assert Api(child).post("/api/auth/login", json={}).content == GENERIC_500_BODY
+        assert "ERROR in app: Exception on /api/auth/login [POST]" in server_log(child)
+    assert child.stop() == 0 and not os.path.exists(folder)
 
 
 def test_reopening_a_database_keeps_data_and_does_not_reseed(tmp_path):
@@ -71,7 +89,7 @@ def test_child_process_sandbox(tmp_path):
         Api(child).register()
         assert child.truth()["users_registered"] == 1
     assert child.stop() == 0
-    assert json.loads(open(child.truth_path).read())["users_registered"] == 1
+    assert json.loads(Path(child.truth_path).read_text())["users_registered"] == 1
 
 
 @pytest.mark.slow
@@ -99,6 +117,8 @@ def test_run_foreground_stops_when_told(tmp_path, capsys):
         and info["url"].startswith("http://127.0.0.1:")
     )
     assert any("superadmin / pw" in line for line in out) and out[-1].startswith("Stopped. Ground truth:")
+    assert info["debug"] is False  # the command's default: debug off, as the server is deployed
+    assert f"  server log: {tmp_path / 'amanflix.log'}" in out
     assert os.path.exists(str(tmp_path / "fg.db.truth.json"))
 
 
