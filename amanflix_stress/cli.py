@@ -17,7 +17,7 @@ from amanflix_stress.amanflix.validate import (
     admin_from_env,
 )
 from amanflix_stress.amanflix.validate import render as render_validation
-from amanflix_stress.demo import run_demo
+from amanflix_stress.demo import import_sandbox, run_demo
 from amanflix_stress.engine.client import parse_base_url
 from amanflix_stress.engine.coordinator import Coordinator
 from amanflix_stress.engine.health import verdict_note
@@ -388,9 +388,7 @@ def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace,
 
 
 def command_sandbox(args: argparse.Namespace) -> int:
-    from amanflix_stress.sandbox import run_foreground  # Flask loads only when a sandbox is asked for
-
-    return run_foreground(args.sandbox_args)
+    return import_sandbox().run_foreground(args.sandbox_args)  # UsageError without the [sandbox] extra
 
 
 def command_demo(args: argparse.Namespace) -> int:

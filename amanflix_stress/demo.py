@@ -3,18 +3,39 @@ what the tool detected."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
+import time
+from types import ModuleType
 
 from tabulate import tabulate
 
-from amanflix_stress.errors import EXIT_INTERRUPTED
+from amanflix_stress.errors import EXIT_INTERRUPTED, UsageError
 from amanflix_stress.output.report import read_json_report
 
 DEMO_PROFILE = "demo"
 DEMO_HOLD = "6s/20s"  # two or three held lock windows in the demo's 45 s
 WATCH_UPDATE = "POST /api/watch-history/update"
 UNVERIFIABLE = ("/api/auth/update", "/api/analytics/", "/api/auth/logout")  # writes the API cannot read back
+SANDBOX_MODULES = ("flask", "werkzeug", "sqlalchemy", "requests")  # the [sandbox] extra
+SANDBOX_EXTRA_HINT = "pip install 'amanflix-stress[sandbox]'"
+
+
+def import_sandbox() -> ModuleType:
+    """The sandbox package; without its extra installed, a UsageError saying how to install it."""
+    try:  # imported here so Flask loads only when a sandbox is asked for
+        return importlib.import_module("amanflix_stress.sandbox")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SANDBOX_MODULES:
+            raise  # a bug of ours, not a missing extra
+        raise UsageError(
+            f"the sandbox needs {exc.name}, which is not installed: {SANDBOX_EXTRA_HINT}"
+        ) from None
+
+
+def demo_report_path(report_dir: str) -> str:
+    return os.path.join(report_dir, time.strftime("demo-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
 
 
 def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, str]) -> list[str]:
@@ -39,25 +60,33 @@ def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, st
     ]
 
 
-def run_demo(run_command) -> int:
-    """Start the sandbox, run the demo profile through `run_command(argv) -> exit code`, compare with the truth."""
-    from amanflix_stress.sandbox import SandboxConfig, launch_sandbox_process  # Flask loads only for the demo
+def run_demo(run_command, report_dir: str = "reports") -> int:
+    """Start a sandbox, run the demo profile via `run_command(argv) -> exit code`, compare with the truth.
 
-    folder = tempfile.mkdtemp(prefix="amanflix-demo-")
-    sandbox = launch_sandbox_process(
-        SandboxConfig(mode="upstream", db_path=os.path.join(folder, "amanflix.db"))
-    )
-    try:
-        print(f"sandbox Amanflix (upstream mode, real SQLite) at {sandbox.url}; database {sandbox.db_path}\n")
-        report_path = os.path.join(folder, "report.json")
-        admin = (sandbox.admin_username, sandbox.admin_password)
-        code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path, admin))
-        truth = sandbox.truth()
-    finally:
-        sandbox.stop()
+    The report stays in `report_dir` (where `run` puts its reports); the sandbox's database is removed.
+    """
+    report_path = demo_report_path(report_dir)
+    code, truth = run_against_sandbox(import_sandbox(), run_command, report_path)
     print(render_comparison(compare_with_truth(read_json_report(report_path), truth)))
-    print(f"\nreport and time series: {folder}")
+    print(f"\nreport and time series: {report_path}")
     return EXIT_INTERRUPTED if code == EXIT_INTERRUPTED else 0  # thresholds do not fail a demo; Ctrl-C does
+
+
+def run_against_sandbox(sandbox_package: ModuleType, run_command, report_path: str) -> tuple[int, dict]:
+    """The demo run against a sandbox child; its database lives in a temp folder that is removed after."""
+    with tempfile.TemporaryDirectory(prefix="amanflix-demo-") as db_folder:
+        config = sandbox_package.SandboxConfig(
+            mode="upstream", db_path=os.path.join(db_folder, "amanflix.db")
+        )
+        sandbox = sandbox_package.launch_sandbox_process(config)
+        try:
+            where = f"at {sandbox.url}; database {sandbox.db_path}"
+            print(f"sandbox Amanflix (upstream mode, real SQLite) {where}\n")
+            admin = (sandbox.admin_username, sandbox.admin_password)
+            code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path, admin))
+            return code, sandbox.truth()
+        finally:
+            sandbox.stop()
 
 
 def detected_on(report: dict, classes: tuple[str, ...], endpoint_words: tuple[str, ...]) -> int:

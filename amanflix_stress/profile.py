@@ -23,7 +23,8 @@ from amanflix_stress.engine.client import check_header, parse_base_url
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# shipped as package data so an installed wheel finds them; the checkout's top-level profiles/ links here
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 # each behaviour kind a profile can name -> the User class that runs it
 BEHAVIOUR_PATHS = {
     "http": "amanflix_stress.engine.user:HttpListUser",

@@ -1,5 +1,7 @@
 """`demo`: a sandbox child process, a run against it, and the ground truth beside what the tool saw."""
 
+import tempfile
+
 import pytest
 
 from amanflix_stress import cli
@@ -8,7 +10,7 @@ from amanflix_stress.demo import run_demo
 pytestmark = pytest.mark.slow
 
 
-def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys):
+def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys, tmp_path, monkeypatch):
     def shorter_run(argv):  # the demo's own flow, with a shorter run than the one-minute demo
         return cli.command_run(
             cli.build_parser().parse_args(
@@ -16,8 +18,14 @@ def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys):
             )
         )
 
-    assert run_demo(shorter_run) == 0
+    temp_root = tmp_path / "tmp"  # where the demo's sandbox database folder goes, to see it removed
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    assert run_demo(shorter_run, report_dir=str(tmp_path / "reports")) == 0
     out = capsys.readouterr().out
+    assert list(temp_root.iterdir()) == []
+    (report,) = (tmp_path / "reports").glob("demo-*.json")
+    assert f"report and time series: {report}" in out
     assert "sandbox Amanflix (upstream mode, real SQLite)" in out
     table = out[out.index("GROUND TRUTH") :]
     rows = {line[:47].strip(): line[47:].split() for line in table.splitlines()[3:11]}

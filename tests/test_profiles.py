@@ -1,6 +1,10 @@
-"""Profiles: the shipped ones, the template, every validation error, flag overrides and the 'profiles' command."""
+"""Profiles: the shipped ones, the template, every validation error, flag overrides, the profiles command."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +164,20 @@ def test_profiles_lists_every_profile_with_its_purpose_and_user_profiles_shadow_
     assert re.search(r"^quick\s+2\s+1m\s+amanflix\s+user\s+my own quick test", out, re.M)
     assert re.search(r"^broken .*INVALID: .*broken.toml: \[load\] users", out, re.M)
     assert profile.find_profile("quick") == tmp_path / "quick.toml"
+
+
+def test_the_shipped_profiles_live_in_the_package_and_the_top_level_folder_links_there():
+    package = Path(profile.__file__).resolve().parent
+    assert package / "profiles" == PROFILE_DIR
+    assert profile.find_profile("smoke") == PROFILE_DIR / "smoke.toml"
+    top_level = package.parent / "profiles"  # the checkout's layout keeps profiles/ at the top
+    assert top_level.is_symlink() and top_level.resolve() == PROFILE_DIR
+    assert {p.name for p in top_level.glob("*.toml")} >= {f"{name}.toml" for name in SEED}
+
+
+def test_the_profiles_environment_variable_names_the_users_own_folder(tmp_path):
+    (tmp_path / "mine.toml").write_text("# my own profile\n[load]\nusers = 2\n")
+    code = "from amanflix_stress.profile import find_profile; print(find_profile('mine'))"
+    env = {**os.environ, "AMANFLIX_STRESS_PROFILES": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == str(tmp_path / "mine.toml"), done.stderr
