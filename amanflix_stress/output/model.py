@@ -275,6 +275,10 @@ class Report:
     verdict: Verdict = doc("exit code and the one-line verdict")
 
 
+def is_record_type(hint: Any) -> bool:
+    return isinstance(hint, type) and is_dataclass(hint)
+
+
 def json_name(f) -> str:
     return f.metadata.get("name", f.name)
 
@@ -330,7 +334,7 @@ def decode(hint: Any, value: Any) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if value is None:
         return None
-    if is_dataclass(hint):
+    if is_record_type(hint):
         return from_plain(hint, value)
     if origin is tuple:
         items = args[:1] * len(value) if args[-1:] == (Ellipsis,) else args

@@ -1,4 +1,4 @@
-"""docs/report-schema.md, generated from the report's types: `python -m amanflix_stress.output.schema [--write]`."""
+"""docs/report-schema.md generated from the report's types: `python -m amanflix_stress.output.schema --write`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import sys
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Union
 
-from amanflix_stress.output.model import SCHEMA_VERSION, Report, json_name, optional_of
+from amanflix_stress.output.model import SCHEMA_VERSION, Report, is_record_type, json_name, optional_of
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "report-schema.md"
 SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any"}
@@ -18,9 +18,9 @@ SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", Any:
 INTRO = f"""# The JSON report (`{SCHEMA_VERSION}`)
 
 Written atomically (a temporary file renamed into place) at the end of every run, also an interrupted one.
-Durations are seconds, latencies milliseconds (`*_ms`, 3 decimals), times ISO-8601 UTC (`*_at`) or epoch seconds
-(`*_s`). A latency is `null` where nothing was measured. No password or token is ever saved: flags whose name
-contains `password` are saved as `***`.
+Durations are seconds, latencies milliseconds (`*_ms`, 3 decimals), times ISO-8601 UTC (`*_at`) or epoch
+seconds (`*_s`). A latency is `null` where nothing was measured. No password or token is ever saved: flags
+whose name contains `password` are saved as `***`.
 
 This page is generated from the report's types (`amanflix_stress/output/model.py` and
 `amanflix_stress/amanflix/records.py`) by `python -m amanflix_stress.output.schema --write`; a test fails when
@@ -43,7 +43,7 @@ def type_text(hint: Any) -> str:
     if inner is not hint:
         return f"{type_text(inner)} or null"
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if is_dataclass(hint):
+    if is_record_type(hint):
         return f"object ([{hint.__name__}](#{hint.__name__.lower()}))"
     if origin is tuple:
         if args[-1:] == (Ellipsis,):
@@ -65,7 +65,7 @@ def records(root: type) -> list[type]:
             continue
         found.append(cls)
         for hint in typing.get_type_hints(cls).values():
-            queue += [t for t in nested(hint) if is_dataclass(t)]
+            queue += [t for t in nested(hint) if is_record_type(t)]
     return found
 
 
