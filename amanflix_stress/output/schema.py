@@ -1,4 +1,4 @@
-"""docs/report-schema.md generated from the report's types: `python -m amanflix_stress.output.schema --write`."""
+"""docs/report-schema.md from the report's types: `python -m amanflix_stress.output.schema --write`."""
 
 from __future__ import annotations
 

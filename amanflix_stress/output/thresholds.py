@@ -31,7 +31,7 @@ def fmt(value, unit: str) -> str:
 
 
 def check(name: str, label: str, measured, allowed: float, kind: str, unit: str) -> ThresholdResult:
-    """One threshold's outcome; nothing measured (e.g. a misspelt endpoint) is a breach, never a silent pass."""
+    """One threshold's outcome; nothing measured (e.g. a misspelt endpoint) is a breach, never a pass."""
     passed = measured is not None and (measured <= allowed if kind == "max" else measured >= allowed)
     relation = ("<=" if passed else ">") if kind == "max" else (">=" if passed else "<")
     bound = "allowed" if kind == "max" else "required"
