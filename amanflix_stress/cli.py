@@ -20,12 +20,10 @@ from amanflix_stress.amanflix.validate import render as render_validation
 from amanflix_stress.demo import import_sandbox, run_demo
 from amanflix_stress.engine.client import parse_base_url
 from amanflix_stress.engine.coordinator import Coordinator
-from amanflix_stress.engine.health import verdict_note
 from amanflix_stress.engine.plan import AdminCredentials, RunPlan
 from amanflix_stress.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_THRESHOLDS,
     EXIT_USAGE,
     EXIT_VALIDATE,
     StressError,
@@ -33,8 +31,6 @@ from amanflix_stress.errors import (
 )
 from amanflix_stress.output.report import build_report, progress_line
 from amanflix_stress.output.rundir import RunDir
-from amanflix_stress.output.thresholds import breached
-from amanflix_stress.output.thresholds import evaluate as evaluate_thresholds
 from amanflix_stress.output.timeseries import TimeSeriesWriter
 from amanflix_stress.profile import (
     BEHAVIOUR_PATHS,
@@ -312,39 +308,6 @@ class ProgressPrinter:
             self.stream.write("\n")
 
 
-def verdict(report: dict, profile: dict) -> tuple[int, str]:
-    """Exit code and a one-line verdict suitable for cron mail."""
-    problems = [
-        f"worker {w['id']} {w['status']} ({w['detail']})"
-        for w in report["workers"]
-        if w["status"] in ("died", "hung")
-    ]
-    problems += [r["summary"] for r in breached(report.get("thresholds", []))]
-    locks = lock_verdict(report.get("lock_issues"))
-    if report["meta"]["interrupted"]:
-        return EXIT_INTERRUPTED, "INTERRUPTED: partial report written" + "".join(
-            f"; {p}" for p in problems
-        ) + locks
-    if problems:
-        return EXIT_THRESHOLDS, "FAIL: " + "; ".join(problems) + locks
-    regressions = (report.get("baseline") or {}).get("regressions", 0)
-    return EXIT_OK, (
-        "PASS"
-        + (f" ({regressions} endpoint regression(s) against the baseline)" if regressions else "")
-        + locks
-    )
-
-
-def lock_verdict(section: dict | None) -> str:
-    """The lock findings in the verdict line, so a run without thresholds still says what it found."""
-    if not section:
-        return ""
-    if not section["detected"]:
-        return "; no lock issues detected"
-    classes = ", ".join(f"{cls} {n}" for cls, n in section["by_class"].items())
-    return f"; DATABASE LOCK ISSUES: {section['total']} ({classes})"
-
-
 def public_args(args: argparse.Namespace) -> dict:
     """The flags as the report saves them: secrets masked."""
     return {k: ("***" if "password" in k and v else v) for k, v in vars(args).items() if k != "func"}
@@ -364,7 +327,8 @@ def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
             holder.stop()
     if holder is not None:
         lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
-        lock_timeline = result.extra.get("lock_issues", {}).get("timeline", [])
+        lock_issues = result.extra.get("lock_issues")
+        lock_timeline = lock_issues.timeline if lock_issues else ()
         result.extra["hold_lock"] = hold_lock_section(holder, lock_timeline, lag_s)
     return result
 
@@ -409,18 +373,9 @@ def command_run(args: argparse.Namespace) -> int:
         printer = ProgressPrinter(plan.duration_s, args.quiet)
         result = run_plan(plan, printer, args)
         printer.finish()
-        report = build_report(plan, result, public_args(args), profile)
-        report["thresholds"] = evaluate_thresholds(report, profile["thresholds"])
-        report["baseline"] = run_dir.compare_with_baseline(report)
-        code, line = verdict(report, profile)
-        line += verdict_note(report.get("health"))
-        report["verdict"] = {
-            "exit_code": code,
-            "summary": line,
-            "degraded": bool(report["health"]["degraded"]),
-        }
+        report = build_report(plan, result, public_args(args), profile, run_dir.load_baseline())
         print(run_dir.write(report, tty=sys.stdout.isatty()))
-    return code
+    return report.verdict.exit_code
 
 
 COMMANDS = {

@@ -10,6 +10,7 @@ from amanflix_stress.engine.health import (
     health_report,
     verdict_note,
 )
+from amanflix_stress.output.model import Health, from_plain
 from amanflix_stress.output.report import render_health
 
 
@@ -76,7 +77,7 @@ def test_busy_share_is_the_open_model_pool_in_use():
 def test_degraded_when_cpu_or_lag_passes_its_limit(cpu, lags_s, degraded):
     report = health_report([summary_of(*snapshots(cpu, lags_s))])
     assert report["degraded"] is degraded and bool(report["reasons"]) is degraded
-    rendered = render_health(report)
+    rendered = render_health(from_plain(Health, report))
     assert ("DEGRADED" in rendered) is degraded and ("generator healthy" in rendered) is not degraded
     assert ("DEGRADED: the generator was the bottleneck" in verdict_note(report)) is degraded
 
@@ -90,4 +91,4 @@ def test_the_limits_are_read_at_call_time(monkeypatch):
 
 def test_a_worker_that_never_reported_is_not_called_healthy():
     report = health_report([{"id": 0, **WorkerHealth().summary()}])
-    assert not report["degraded"] and "no health figures" in render_health(report)
+    assert not report["degraded"] and "no health figures" in render_health(from_plain(Health, report))

@@ -1,6 +1,9 @@
-"""The HTML report: one self-contained page whose charts come from the time series and whose tables from the report."""
+"""The HTML report: one self-contained page; charts from the time series, tables from the report."""
 
 import re
+from dataclasses import replace
+
+from report_samples import endpoint_json, sample_report
 
 from amanflix_stress.output.html import read_timeseries, render_html
 from amanflix_stress.output.thresholds import evaluate
@@ -23,64 +26,34 @@ def interval(i, errors=None, rps=20.0):
     }
 
 
-def report(endpoints=None):
-    endpoints = (
-        endpoints
-        if endpoints is not None
-        else [
-            {
-                "name": "POST /api/watch-history/update",
-                "requests": 400,
-                "failures": 12,
-                "rps": 13.3,
-                "mean_ms": 20.0,
-                "p50_ms": 11.0,
-                "p95_ms": 44.0,
-                "p99_ms": 93.0,
-                "max_ms": 5100.0,
-            }
-        ]
-    )
-    data = {
-        "meta": {
-            "run_id": "ab12cd34",
-            "base_url": "http://127.0.0.1:5001",
-            "behaviour": "amanflix",
-            "started_at": "2026-01-01T03:00:00Z",
-            "ended_at": "2026-01-01T03:00:30Z",
-            "stop_reason": "deadline",
-            "seed": 1,
-            "hostname": "ci",
-            "latency_model": "closed model",
-            "percentile_method": "nearest rank",
-        },
-        "totals": {
-            "requests": 400,
-            "failures": 12,
-            "error_rate": 0.03,
-            "throughput_rps": 13.3,
-            "p50_ms": 11.0,
-            "p95_ms": 44.0,
-            "p99_ms": 93.0,
-            "users": 4,
-            "duration_s": 30.0,
-        },
-        "endpoints": endpoints,
-        "error_classes": {"lock_wait": 9, "lost_update": 3},
-        "errors": [
-            {
-                "class": "lost_update",
-                "status": 200,
-                "count": 3,
-                "share": 0.0075,
-                "endpoints": {"POST /api/watch-history/update": 3},
-                "example": "echoed <old> value",
-            }
-        ],
-        "verdict": {"exit_code": 1, "summary": "FAIL: lost_update rate 0.75% > allowed 0.00%"},
+def report(endpoints=None, **sections):
+    """The sample report with a breached threshold; endpoints and other sections as report.json holds them."""
+    if endpoints is not None:
+        sections["endpoints"] = endpoints
+    data = sample_report(**sections)
+    limits = {"error_classes": {"lost_update": 0}, "p95_ms": 100}
+    return replace(data, thresholds=evaluate(data.totals, data.error_classes, data.endpoints, limits))
+
+
+def lock_issues(detected=True, **figures):
+    section = {
+        "detected": detected,
+        "total": 12 if detected else 0,
+        "by_class": {"lost_update": 3, "lock_wait": 9} if detected else {},
+        "explain": {"lost_update": "200 echoing old values", "lock_wait": "waited on a lock"}
+        if detected
+        else {},
+        "writes_in_flight": {},
+        "lock_error_rate": 0.03 if detected else 0.0,
+        "endpoints": {"POST /api/watch-history/update": {"lost_update": 3, "lock_wait": 9}}
+        if detected
+        else {},
+        "top_users": [],
+        "timeline": [],
+        "verified": {"echoes_checked": 400},
+        "not_verifiable": "",
     }
-    data["thresholds"] = evaluate(data, {"error_classes": {"lost_update": 0}, "p95_ms": 100})
-    return data
+    return {**section, **figures}
 
 
 def svgs(page: str) -> list[str]:
@@ -120,43 +93,22 @@ def test_long_runs_use_minutes_and_an_empty_time_series_still_renders():
 
 
 def test_endpoint_names_are_escaped(tmp_path):
-    page = render_html(
-        report(
-            [
-                {
-                    "name": "GET /<script>",
-                    "requests": 1,
-                    "failures": 0,
-                    "rps": 1.0,
-                    "mean_ms": 1.0,
-                    "p50_ms": 1.0,
-                    "p95_ms": 1.0,
-                    "p99_ms": 1.0,
-                    "max_ms": 1.0,
-                }
-            ]
-        ),
-        [],
-    )
+    page = render_html(report([endpoint_json("GET /<script>", requests=1)]), [])
     assert "GET /&lt;script&gt;" in page and "<script>" not in page
     assert read_timeseries(str(tmp_path / "missing.jsonl")) == []
 
 
 def test_the_lock_section_explains_each_class_and_lists_the_held_windows():
-    data = report()
-    data["lock_issues"] = {
-        "detected": True,
-        "total": 12,
-        "lock_error_rate": 0.03,
-        "by_class": {"lost_update": 3, "lock_wait": 9},
-        "explain": {"lost_update": "200 echoing old values", "lock_wait": "waited on a lock"},
-        "endpoints": {"POST /api/watch-history/update": {"lost_update": 3, "lock_wait": 9}},
-        "verified": {"echoes_checked": 400},
-    }
-    data["hold_lock"] = {
+    held = {"kind": "reserved", "start_s": 1000.0, "end_s": 1007.0, "lock_issues_detected": 12}
+    hold_lock = {
         "path": "/srv/amanflix.db",
-        "windows": [{"kind": "reserved", "start_s": 1000.0, "end_s": 1007.0, "lock_issues_detected": 12}],
+        "kind": "reserved",
+        "hold_s": 7.0,
+        "every_s": 30.0,
+        "windows": [held],
+        "windows_detected": 1,
     }
+    data = report(lock_issues=lock_issues(), hold_lock=hold_lock)
     page = render_html(data, [interval(i) for i in range(3)])
     section = page[page.index("Database lock issues detected: 12") :]
     assert "200 echoing old values" in section and "lost_update 3, lock_wait 9" in section
@@ -164,7 +116,6 @@ def test_the_lock_section_explains_each_class_and_lists_the_held_windows():
 
 
 def test_a_run_without_lock_issues_says_what_it_verified():
-    data = report()
-    data["lock_issues"] = {"detected": False, "total": 0, "verified": {"echoes_checked": 52, "readbacks": 9}}
+    data = report(lock_issues=lock_issues(False, verified={"echoes_checked": 52, "readbacks": 9}))
     page = render_html(data, [interval(0)])
     assert "none detected; verified: echoes checked 52, readbacks 9" in page

@@ -1,40 +1,38 @@
-"""Thresholds: each kind passes and breaches on the report dict; end to end, the exit code and the JUnit file."""
+"""Thresholds: each kind passes and breaches; the baseline comparison and loader; the exit code and JUnit."""
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
 from helpers import read_report
+from report_samples import endpoint, report_json
 
 from amanflix_stress.cli import main
-from amanflix_stress.output.baseline import compare
+from amanflix_stress.errors import UsageError
+from amanflix_stress.output.baseline import BaselineRun, compare, load_baseline
+from amanflix_stress.output.model import Totals, from_plain
 from amanflix_stress.output.thresholds import evaluate, render_thresholds
 
-
-def endpoint(name, requests=100, failures=0, rps=10.0, p95=100.0, p99=200.0):
-    return {
-        "name": name,
-        "requests": requests,
-        "failures": failures,
-        "rps": rps,
-        "p95_ms": p95,
-        "p99_ms": p99,
-    }
-
-
-REPORT = {
-    "totals": {
+TOTALS = from_plain(
+    Totals,
+    {
+        "duration_s": 20.0,
+        "users": 10,
         "requests": 1000,
+        "failures": 20,
         "error_rate": 0.02,
         "throughput_rps": 50.0,
+        "p50_ms": 100.0,
         "p95_ms": 300.0,
         "p99_ms": 900.0,
+        "late_batches": 0,
     },
-    "error_classes": {"http_5xx": 15, "lost_update": 5},
-    "endpoints": [
-        endpoint("POST /api/watch-history/update", failures=5, p95=450.0),
-        endpoint("GET /api/movies"),
-    ],
-}
+)
+ERROR_CLASSES = {"http_5xx": 15, "lost_update": 5}
+ENDPOINTS = (
+    endpoint("POST /api/watch-history/update", failures=5, p95=450.0),
+    endpoint("GET /api/movies"),
+)
 
 
 def limits(**overrides):
@@ -83,33 +81,44 @@ def limits(**overrides):
     ],
 )
 def test_each_threshold_kind_passes_or_breaches_with_measured_and_allowed(configured, passed, summary):
-    results = evaluate(REPORT, configured)
-    assert results and all(r["passed"] is passed for r in results)
-    assert results[0]["summary"].startswith(summary)
+    results = evaluate(TOTALS, ERROR_CLASSES, ENDPOINTS, configured)
+    assert results and all(r.passed is passed for r in results)
+    assert results[0].summary.startswith(summary)
     assert ("BREACHED" in render_thresholds(results)) is not passed
 
 
 def test_baseline_flags_endpoints_that_got_slower_or_fail_more_but_not_noise():
-    before = {
-        "meta": {"run_id": "a"},
-        "endpoints": [endpoint("A", p95=100.0), endpoint("B", p95=1.0), endpoint("C"), endpoint("Gone")],
-    }
-    now = {
-        "endpoints": [
-            endpoint("A", p95=140.0),
-            endpoint("B", p95=2.5),
-            endpoint("C", failures=10),
-            endpoint("New"),
-        ]
-    }
-    result = compare(now, before, "before.json", 25.0)
-    flagged = {r["name"]: r["why"] for r in result["endpoints"] if r["regression"]}
+    before = BaselineRun(
+        "before.json",
+        "a",
+        None,
+        (endpoint("A", p95=100.0), endpoint("B", p95=1.0), endpoint("C"), endpoint("Gone")),
+    )
+    now = (endpoint("A", p95=140.0), endpoint("B", p95=2.5), endpoint("C", failures=10), endpoint("New"))
+    result = compare(now, before, 25.0)
+    flagged = {r.name: r.why for r in result.endpoints if r.regression}
     assert flagged == {
         "A": "p95 100.0 -> 140.0 ms",
         "C": "errors 0.00% -> 10.00%",
     }  # B: +150% but only 1.5 ms
-    assert result["regressions"] == 2
-    assert (result["new_endpoints"], result["missing_endpoints"]) == (["New"], ["Gone"])
+    assert result.regressions == 2 and result.against_run_id == "a"
+    assert (result.new_endpoints, result.missing_endpoints) == (("New",), ("Gone",))
+
+
+def test_the_baseline_loader_reads_an_earlier_report_and_refuses_what_is_not_one(tmp_path):
+    path = tmp_path / "before.json"
+    path.write_text(json.dumps(report_json()))
+    before = load_baseline(str(path))
+    assert (before.path, before.run_id, before.started_at) == (str(path), "ab12cd34", "2026-01-01T03:00:00Z")
+    assert [(r.name, r.p95_ms, r.failures) for r in before.endpoints] == [
+        ("POST /api/watch-history/update", 44.0, 12)
+    ]
+    path.write_text(json.dumps({"endpoints": [{"name": "GET /x"}]}))
+    with pytest.raises(UsageError, match="endpoints table this version cannot read"):
+        load_baseline(str(path))
+    path.write_text("[]")
+    with pytest.raises(UsageError, match="not an amanflix-stress report"):
+        load_baseline(str(path))
 
 
 def profile_with(tmp_path, server, thresholds: str) -> str:

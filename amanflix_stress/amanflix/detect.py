@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from amanflix_stress.amanflix.records import InFlight, LockInterval, LockIssues, TopUser
 from amanflix_stress.engine.classify import body_message
 from amanflix_stress.engine.client import Reply
 
@@ -93,8 +94,8 @@ def lock_summary(
     timeline: list[dict],
     counters: dict,
     verified: dict,
-) -> dict:
-    """The DATABASE LOCK ISSUES section as data: totals by class, rate, endpoints, top users, timeline."""
+) -> LockIssues:
+    """The DATABASE LOCK ISSUES section as a record: totals by class, rate, endpoints, top users, timeline."""
     classes = {c: 0 for c in LOCK_CLASSES}
     endpoints: dict[str, dict[str, int]] = {}
     users: dict[int, int] = {}
@@ -115,29 +116,34 @@ def lock_summary(
             users[row["user"]] = lock_errors
     classes["duplicate_rows"] = counters.get("duplicate_rows", classes["duplicate_rows"])
     total = sum(classes.values())
-    return {
-        "detected": total > 0,
-        "total": total,
-        "by_class": {c: n for c, n in classes.items() if n},
-        "explain": {c: EXPLAIN[c] for c, n in classes.items() if n},
-        "writes_in_flight": {
-            c: {"mean": round(s / classes[c], 1), "max": m} for c, (s, m) in inflight.items()
+    return LockIssues(
+        detected=total > 0,
+        total=total,
+        by_class={c: n for c, n in classes.items() if n},
+        explain={c: EXPLAIN[c] for c, n in classes.items() if n},
+        writes_in_flight={
+            c: InFlight(mean=round(s / classes[c], 1), max=m) for c, (s, m) in inflight.items()
         },
-        "lock_error_rate": round(total / requests, 6) if requests else 0.0,
-        "endpoints": dict(sorted(endpoints.items(), key=lambda kv: -sum(kv[1].values()))),
-        "top_users": [
-            {"user": u, "lock_errors": n} for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]
-        ],
-        "timeline": [
-            {
-                "interval": row["interval"],
-                "start_s": row["start_s"],
-                "end_s": row["end_s"],
-                "classes": {c: row["errors"][c] for c in LOCK_CLASSES if row["errors"].get(c)},
-            }
-            for row in timeline
-            if any(c in row["errors"] for c in LOCK_CLASSES)
-        ],
-        "verified": verified,
-        "not_verifiable": NOT_VERIFIABLE,
-    }
+        lock_error_rate=round(total / requests, 6) if requests else 0.0,
+        endpoints=dict(sorted(endpoints.items(), key=lambda kv: -sum(kv[1].values()))),
+        top_users=tuple(
+            TopUser(user=u, lock_errors=n) for u, n in sorted(users.items(), key=lambda kv: -kv[1])[:10]
+        ),
+        timeline=lock_timeline(timeline),
+        verified=verified,
+        not_verifiable=NOT_VERIFIABLE,
+    )
+
+
+def lock_timeline(timeline: list[dict]) -> tuple[LockInterval, ...]:
+    """The time-series intervals that had lock issues, with their counts by lock class."""
+    return tuple(
+        LockInterval(
+            interval=row["interval"],
+            start_s=row["start_s"],
+            end_s=row["end_s"],
+            classes={c: row["errors"][c] for c in LOCK_CLASSES if row["errors"].get(c)},
+        )
+        for row in timeline
+        if any(c in row["errors"] for c in LOCK_CLASSES)
+    )

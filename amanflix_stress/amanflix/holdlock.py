@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from amanflix_stress.amanflix.records import HeldWindow, HoldLock, LockInterval
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
 
@@ -87,19 +88,29 @@ class LockHolder:
             connection.close()
 
 
-def windows_with_detections(windows: list[dict], lock_timeline: list[dict], lag_s: float) -> list[dict]:
+def windows_with_detections(
+    windows: list[dict], lock_timeline: tuple[LockInterval, ...], lag_s: float
+) -> tuple[HeldWindow, ...]:
     """Each held window with the lock issues answered in the intervals it touched, up to `lag_s` after it.
     `lock_timeline` is the lock summary's: intervals with lock issues and their counts by class."""
     rows = []
     for window in windows:
         end_s = (window.get("end_s") or window["start_s"]) + lag_s
         found = sum(
-            sum(row["classes"].values())
+            sum(row.classes.values())
             for row in lock_timeline
-            if row["start_s"] < end_s and row["end_s"] > window["start_s"]
+            if row.start_s < end_s and row.end_s > window["start_s"]
         )
-        rows.append({**window, "lock_issues_detected": found})
-    return rows
+        rows.append(
+            HeldWindow(
+                kind=window["kind"],
+                start_s=window["start_s"],
+                end_s=window["end_s"],
+                error=window.get("error"),
+                lock_issues_detected=found,
+            )
+        )
+    return tuple(rows)
 
 
 def lock_holder(args) -> LockHolder | None:
@@ -110,13 +121,14 @@ def lock_holder(args) -> LockHolder | None:
     return LockHolder(args.hold_lock, hold_s, every_s, args.hold_lock_kind)
 
 
-def hold_lock_section(holder: LockHolder, lock_timeline: list[dict], lag_s: float) -> dict:
+def hold_lock_section(holder: LockHolder, lock_timeline: tuple[LockInterval, ...], lag_s: float) -> HoldLock:
+    """The hold_lock report section: the schedule and each window with the lock issues found in it."""
     windows = windows_with_detections(holder.windows, lock_timeline, lag_s)
-    return {
-        "path": str(holder.path),
-        "kind": holder.kind,
-        "hold_s": holder.hold_s,
-        "every_s": holder.every_s,
-        "windows": windows,
-        "windows_detected": sum(1 for w in windows if w.get("lock_issues_detected")),
-    }
+    return HoldLock(
+        path=str(holder.path),
+        kind=holder.kind,
+        hold_s=holder.hold_s,
+        every_s=holder.every_s,
+        windows=windows,
+        windows_detected=sum(1 for w in windows if w.lock_issues_detected),
+    )

@@ -8,6 +8,7 @@ import secrets
 from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
 from amanflix_stress.amanflix.detect import lock_summary
+from amanflix_stress.amanflix.records import Accounts, Cleanup, LockIssues, RunFindings
 from amanflix_stress.engine.client import HttpClient
 from amanflix_stress.engine.coordinator import RunResult
 from amanflix_stress.engine.plan import RunPlan
@@ -81,59 +82,58 @@ def burst_schedule(plan, catalog: dict) -> list:
     return bursts
 
 
-def finish_run(plan: RunPlan, result: RunResult) -> dict:
+def finish_run(plan: RunPlan, result: RunResult) -> RunFindings:
     """After the workers stopped (deadline, Ctrl-C or SIGTERM): clean up accounts, summarise lock issues."""
     counters = dict(result.aggregator.counters)
     counters["setup_retries"] = counters.get("setup_retries", 0) + result.shared.get("catalog_retries", 0)
-    cleanup = cleanup_accounts(plan, result.shared, counters) if result.shared else {}
+    # an unprepared run (no shared data) created no account
+    cleanup = cleanup_accounts(plan, result.shared, counters) if result.shared else NO_CLEANUP
     return {
-        "amanflix": {
-            "catalog": {k: len(v) for k, v in result.shared.get("catalog", {}).items()},
-            "counters": dict(sorted(counters.items())),
-            "cleanup": cleanup,
-        },
+        "amanflix": Accounts(
+            catalog={k: len(v) for k, v in result.shared.get("catalog", {}).items()},
+            counters=dict(sorted(counters.items())),
+            cleanup=cleanup,
+        ),
         "lock_issues": summarise_locks(plan, result),
     }
 
 
-def cleanup_accounts(plan, shared: dict, counters: dict) -> dict:
+NO_CLEANUP = Cleanup(method="-", created=0, deleted=0, left_behind=0)
+
+
+def cleanup_accounts(plan, shared: dict, counters: dict) -> Cleanup:
     created = counters.get("accounts_created", 0) + 1  # + the catalog account
     if not plan.settings["accounts"]["cleanup"]:
-        return {
-            "method": "none (accounts.cleanup = false)",
-            "created": created,
-            "deleted": 0,
-            "left_behind": created,
-        }
+        return Cleanup(
+            method="none (accounts.cleanup = false)", created=created, deleted=0, left_behind=created
+        )
     if shared.get("admin_cleanup"):
         return admin_cleanup(plan, created)
     api = AmanflixApi(new_client(plan))
     deleted = counters.get("accounts_deleted", 0)
     if api.login(shared["bootstrap_user"], shared["password"]).status == 200:
         deleted += api.delete_self(shared["password"]).status == 200
-    return {
-        "method": "self-delete (no admin credentials)",
-        "created": created,
-        "deleted": deleted,
-        "left_behind": created - deleted,
-        "rows_left_behind": counters.get("rows_left_behind", 0),
-        "note": (
-            "self-delete removes the user row only: its watch history and my-list rows stay in the database"
-        ),
-    }
+    return Cleanup(
+        method="self-delete (no admin credentials)",
+        created=created,
+        deleted=deleted,
+        left_behind=created - deleted,
+        rows_left_behind=counters.get("rows_left_behind", 0),
+        note="self-delete removes the user row only: its watch history and my-list rows stay in the database",
+    )
 
 
-def admin_cleanup(plan: RunPlan, created: int) -> dict:
+def admin_cleanup(plan: RunPlan, created: int) -> Cleanup:
     password = plan.admin.password if plan.admin else ""
     admin = AdminApi(new_client(plan))
     if plan.admin is None or not admin.login(plan.admin.user, password):
-        return {
-            "method": "admin batch delete",
-            "created": created,
-            "deleted": 0,
-            "left_behind": created,
-            "error": "admin login failed at cleanup",
-        }
+        return Cleanup(
+            method="admin batch delete",
+            created=created,
+            deleted=0,
+            left_behind=created,
+            error="admin login failed at cleanup",
+        )
     ids = run_account_ids(admin, account_prefix(plan))
     deleted = 0
     for start in range(0, len(ids), BATCH_DELETE_SIZE):
@@ -141,20 +141,20 @@ def admin_cleanup(plan: RunPlan, created: int) -> dict:
         data = reply.json()
         deleted += data.get("deleted_count", 0) if isinstance(data, dict) else 0
     left = len(run_account_ids(admin, account_prefix(plan)))
-    return {
-        "method": "admin batch delete (also removes watch history and my-list rows)",
-        "created": created,
-        "found": len(ids),
-        "deleted": deleted,
-        "left_behind": left,
-    }
+    return Cleanup(
+        method="admin batch delete (also removes watch history and my-list rows)",
+        created=created,
+        found=len(ids),
+        deleted=deleted,
+        left_behind=left,
+    )
 
 
 def run_account_ids(admin: AdminApi, prefix: str) -> list[int]:
     return [u["id"] for u in admin.users() if str(u.get("username", "")).startswith(prefix)]
 
 
-def summarise_locks(plan: RunPlan, result: RunResult) -> dict:
+def summarise_locks(plan: RunPlan, result: RunResult) -> LockIssues:
     agg = result.aggregator
     everything = Stats()  # setup finds phantom registrations, the final verification pass lost writes
     for stats in agg.phases.values():

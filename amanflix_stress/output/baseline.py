@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
 from amanflix_stress.errors import UsageError
+from amanflix_stress.output.model import Comparison, EndpointChange, EndpointRow, from_plain
 
 NOISE_FLOOR_MS = 2.0  # a p95 change smaller than this is timer and scheduler noise, not a regression
 ERROR_RATE_SLACK = 0.001  # an error rate may grow by this much (0.1 point) before it counts
 
 
-def load_baseline(path: str) -> dict:
+@dataclass(frozen=True)
+class BaselineRun:
+    """An earlier report, read back as far as the comparison needs."""
+
+    path: str
+    run_id: str | None
+    started_at: str | None
+    endpoints: tuple[EndpointRow, ...]
+
+
+def load_baseline(path: str) -> BaselineRun:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -23,11 +35,18 @@ def load_baseline(path: str) -> dict:
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
         raise UsageError(f"--baseline: {path} is not an amanflix-stress report (no endpoints table)")
-    return data
+    meta = data.get("meta") or {}
+    try:
+        endpoints = tuple(from_plain(EndpointRow, row) for row in data["endpoints"])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"--baseline: {path} has an endpoints table this version cannot read ({exc})"
+        ) from None
+    return BaselineRun(str(path), meta.get("run_id"), meta.get("started_at"), endpoints)
 
 
-def compare_endpoint(now: dict, before: dict, regression_pct: float) -> dict:
-    p95_now, p95_before = now.get("p95_ms"), before.get("p95_ms")
+def compare_endpoint(now: EndpointRow, before: EndpointRow, regression_pct: float) -> EndpointChange:
+    p95_now, p95_before = now.p95_ms, before.p95_ms
     rate_now, rate_before = error_rate(now), error_rate(before)
     reasons = []
     if (
@@ -40,58 +59,58 @@ def compare_endpoint(now: dict, before: dict, regression_pct: float) -> dict:
     if rate_now > rate_before + ERROR_RATE_SLACK:
         reasons.append(f"errors {rate_before:.2%} -> {rate_now:.2%}")
     change = round((p95_now / p95_before - 1) * 100, 1) if p95_now is not None and p95_before else None
-    return {
-        "name": now["name"],
-        "p95_ms_before": p95_before,
-        "p95_ms_now": p95_now,
-        "p95_change_pct": change,
-        "error_rate_before": round(rate_before, 6),
-        "error_rate_now": round(rate_now, 6),
-        "regression": bool(reasons),
-        "why": "; ".join(reasons),
-    }
+    return EndpointChange(
+        name=now.name,
+        p95_ms_before=p95_before,
+        p95_ms_now=p95_now,
+        p95_change_pct=change,
+        error_rate_before=round(rate_before, 6),
+        error_rate_now=round(rate_now, 6),
+        regression=bool(reasons),
+        why="; ".join(reasons),
+    )
 
 
-def error_rate(row: dict) -> float:
-    return row["failures"] / row["requests"] if row.get("requests") else 0.0
+def error_rate(row: EndpointRow) -> float:
+    return row.failures / row.requests if row.requests else 0.0
 
 
-def compare(report: dict, baseline: dict, against: str, regression_pct: float) -> dict:
+def compare(endpoints: tuple[EndpointRow, ...], baseline: BaselineRun, regression_pct: float) -> Comparison:
     """Per endpoint in both runs: p95 and error rate before and now; new and vanished endpoints listed."""
-    before = {row["name"]: row for row in baseline["endpoints"]}
-    now = {row["name"]: row for row in report["endpoints"]}
-    rows = [
+    before = {row.name: row for row in baseline.endpoints}
+    now = {row.name: row for row in endpoints}
+    rows = tuple(
         compare_endpoint(now[name], before[name], regression_pct) for name in sorted(now) if name in before
-    ]
-    return {
-        "against": against,
-        "against_run_id": baseline.get("meta", {}).get("run_id"),
-        "against_started_at": baseline.get("meta", {}).get("started_at"),
-        "regression_pct": regression_pct,
-        "endpoints": rows,
-        "regressions": sum(r["regression"] for r in rows),
-        "new_endpoints": sorted(set(now) - set(before)),
-        "missing_endpoints": sorted(set(before) - set(now)),
-    }
+    )
+    return Comparison(
+        against=baseline.path,
+        against_run_id=baseline.run_id,
+        against_started_at=baseline.started_at,
+        regression_pct=regression_pct,
+        endpoints=rows,
+        regressions=sum(r.regression for r in rows),
+        new_endpoints=tuple(sorted(set(now) - set(before))),
+        missing_endpoints=tuple(sorted(set(before) - set(now))),
+    )
 
 
-def render_baseline(comparison: dict | None) -> str:
+def render_baseline(comparison: Comparison | None) -> str:
     if not comparison:
         return ""
     rows = [
         [
-            r["name"],
-            _ms(r["p95_ms_before"]),
-            _ms(r["p95_ms_now"]),
-            "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
-            f"{r['error_rate_before']:.2%} -> {r['error_rate_now']:.2%}",
-            "REGRESSION" if r["regression"] else "ok",
+            r.name,
+            _ms(r.p95_ms_before),
+            _ms(r.p95_ms_now),
+            "-" if r.p95_change_pct is None else f"{r.p95_change_pct:+.1f}%",
+            f"{r.error_rate_before:.2%} -> {r.error_rate_now:.2%}",
+            "REGRESSION" if r.regression else "ok",
         ]
-        for r in comparison["endpoints"]
+        for r in comparison.endpoints
     ]
     title = (
-        f"BASELINE (against {comparison['against']}, started {comparison['against_started_at']}; "
-        f"regression = p95 up more than {comparison['regression_pct']:g}% or errors up)"
+        f"BASELINE (against {comparison.against}, started {comparison.against_started_at}; "
+        f"regression = p95 up more than {comparison.regression_pct:g}% or errors up)"
     )
     table = tabulate(
         rows,
@@ -100,10 +119,8 @@ def render_baseline(comparison: dict | None) -> str:
         disable_numparse=True,
     )
     extra = [
-        f"new endpoints: {', '.join(comparison['new_endpoints'])}" if comparison["new_endpoints"] else "",
-        f"no longer seen: {', '.join(comparison['missing_endpoints'])}"
-        if comparison["missing_endpoints"]
-        else "",
+        f"new endpoints: {', '.join(comparison.new_endpoints)}" if comparison.new_endpoints else "",
+        f"no longer seen: {', '.join(comparison.missing_endpoints)}" if comparison.missing_endpoints else "",
     ]
     return "\n".join([title, table, *[e for e in extra if e]])
 

@@ -12,6 +12,8 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.amanflix.records import HoldLock, LockIssues
+from amanflix_stress.output.model import Comparison, EndpointRow, ErrorRow, Report, ThresholdResult
 from amanflix_stress.output.report import verified_text
 
 CHART_SIZE_IN = (10, 3.2)
@@ -190,79 +192,79 @@ def table(headers: list[str], rows: list[list], row_classes: list[str] | None = 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def endpoints_table(rows: list[dict]) -> str:
+def endpoints_table(rows: tuple[EndpointRow, ...]) -> str:
     if not rows:
         return '<p class="note">no requests measured</p>'
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     cells = [
         [
-            esc(r["name"]),
-            esc(r["requests"]),
-            esc(r["failures"]),
-            esc(r["rps"]),
-            esc(r["mean_ms"]),
-            esc(r["p50_ms"]),
-            esc(r["p95_ms"]),
-            esc(r["p99_ms"]),
-            esc(r["max_ms"]),
+            esc(r.name),
+            esc(r.requests),
+            esc(r.failures),
+            esc(r.rps),
+            esc(r.mean_ms),
+            esc(r.p50_ms),
+            esc(r.p95_ms),
+            esc(r.p99_ms),
+            esc(r.max_ms),
         ]
         for r in rows
     ]
     return table(headers, cells)
 
 
-def thresholds_table(results: list[dict]) -> str:
+def thresholds_table(results: tuple[ThresholdResult, ...]) -> str:
     if not results:
         return '<p class="note">no thresholds configured ([thresholds] in the profile)</p>'
     cells = [
         [
-            esc(r["name"]),
-            esc(r["summary"]),
-            '<span class="ok">ok</span>' if r["passed"] else '<span class="bad">BREACHED</span>',
+            esc(r.name),
+            esc(r.summary),
+            '<span class="ok">ok</span>' if r.passed else '<span class="bad">BREACHED</span>',
         ]
         for r in results
     ]
     return table(
         ["threshold", "measured vs allowed", "result"],
         cells,
-        ["" if r["passed"] else "breached" for r in results],
+        ["" if r.passed else "breached" for r in results],
     )
 
 
-def errors_table(rows: list[dict], limit: int = 20) -> str:
+def errors_table(rows: tuple[ErrorRow, ...], limit: int = 20) -> str:
     if not rows:
         return '<p class="note">no failed requests</p>'
     cells = [
         [
-            esc(r["class"]),
-            esc(r["status"]),
-            esc(r["count"]),
-            f"{r['share']:.2%}",
-            esc(", ".join(r["endpoints"])),
-            esc(r["example"][:100]),
+            esc(r.class_),
+            esc(r.status),
+            esc(r.count),
+            f"{r.share:.2%}",
+            esc(", ".join(r.endpoints)),
+            esc(r.example[:100]),
         ]
         for r in rows[:limit]
     ]
     return table(["class", "status", "count", "share", "endpoints", "example"], cells)
 
 
-def baseline_section(comparison: dict | None) -> str:
+def baseline_section(comparison: Comparison | None) -> str:
     if not comparison:
         return ""
     cells = [
         [
-            esc(r["name"]),
-            esc(r["p95_ms_before"]),
-            esc(r["p95_ms_now"]),
-            "-" if r["p95_change_pct"] is None else f"{r['p95_change_pct']:+.1f}%",
-            f"{r['error_rate_before']:.2%} → {r['error_rate_now']:.2%}",
-            '<span class="bad">REGRESSION</span>' if r["regression"] else '<span class="ok">ok</span>',
+            esc(r.name),
+            esc(r.p95_ms_before),
+            esc(r.p95_ms_now),
+            "-" if r.p95_change_pct is None else f"{r.p95_change_pct:+.1f}%",
+            f"{r.error_rate_before:.2%} → {r.error_rate_now:.2%}",
+            '<span class="bad">REGRESSION</span>' if r.regression else '<span class="ok">ok</span>',
         ]
-        for r in comparison["endpoints"]
+        for r in comparison.endpoints
     ]
     caption = (
-        f'<p class="note">against {esc(comparison["against"])} (started {esc(comparison["against_started_at"])})'
-        f"; a regression is p95 up more than {comparison['regression_pct']:g}% or a higher error rate</p>"
+        f'<p class="note">against {esc(comparison.against)} (started {esc(comparison.against_started_at)})'
+        f"; a regression is p95 up more than {comparison.regression_pct:g}% or a higher error rate</p>"
     )
     return (
         "<h2>Against the baseline</h2>"
@@ -270,25 +272,25 @@ def baseline_section(comparison: dict | None) -> str:
         + table(
             ["endpoint", "p95 before ms", "p95 now ms", "change", "error rate", "result"],
             cells,
-            ["regression" if r["regression"] else "" for r in comparison["endpoints"]],
+            ["regression" if r.regression else "" for r in comparison.endpoints],
         )
     )
 
 
-def lock_section(section: dict | None, hold_lock: dict | None) -> str:
+def lock_section(section: LockIssues | None, hold_lock: HoldLock | None) -> str:
     """DATABASE LOCK ISSUES: by class with their meaning, by endpoint, and each held lock window."""
     if not section:
         return ""
     verified = verified_text(section)
-    if not section["detected"]:
+    if not section.detected:
         return f'<h2>Database lock issues</h2><p class="note">none detected; verified: {esc(verified)}</p>'
-    classes = [[esc(c), esc(n), esc(section["explain"][c])] for c, n in section["by_class"].items()]
+    classes = [[esc(c), esc(n), esc(section.explain[c])] for c, n in section.by_class.items()]
     endpoints = [
         [esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
-        for name, counts in section["endpoints"].items()
+        for name, counts in section.endpoints.items()
     ]
     parts = [
-        f"<h2>Database lock issues detected: {section['total']:,} ({section['lock_error_rate']:.2%} of "
+        f"<h2>Database lock issues detected: {section.total:,} ({section.lock_error_rate:.2%} of "
         "requests)</h2>",
         table(["class", "count", "what it means"], classes),
         table(["endpoint", "lock issues"], endpoints),
@@ -298,30 +300,30 @@ def lock_section(section: dict | None, hold_lock: dict | None) -> str:
         windows = [
             [
                 esc(i + 1),
-                esc(w.get("lock_issues_detected", "-")),
-                esc(w["kind"]),
-                esc(round((w["end_s"] or w["start_s"]) - w["start_s"], 1)),
+                esc(w.lock_issues_detected),
+                esc(w.kind),
+                esc(round((w.end_s or w.start_s) - w.start_s, 1)),
             ]
-            for i, w in enumerate(hold_lock["windows"])
+            for i, w in enumerate(hold_lock.windows)
         ]
         parts.append(
-            f"<h3>Held lock windows on {esc(hold_lock['path'])}</h3>"
+            f"<h3>Held lock windows on {esc(hold_lock.path)}</h3>"
             + table(["window", "lock issues found", "lock", "held s"], windows)
         )
     return "".join(parts)
 
 
-def cards(report: dict) -> str:
-    t = report["totals"]
+def cards(report: Report) -> str:
+    t = report.totals
     figures = [
-        ("requests", esc(t["requests"])),
-        ("throughput", f"{t['throughput_rps']:,.1f} req/s"),
-        ("error rate", f"{t['error_rate']:.2%}"),
-        ("p50", f"{esc(t['p50_ms'])} ms"),
-        ("p95", f"{esc(t['p95_ms'])} ms"),
-        ("p99", f"{esc(t['p99_ms'])} ms"),
-        ("users", esc(t["users"])),
-        ("duration", f"{t['duration_s']:,.0f} s"),
+        ("requests", esc(t.requests)),
+        ("throughput", f"{t.throughput_rps:,.1f} req/s"),
+        ("error rate", f"{t.error_rate:.2%}"),
+        ("p50", f"{esc(t.p50_ms)} ms"),
+        ("p95", f"{esc(t.p95_ms)} ms"),
+        ("p99", f"{esc(t.p99_ms)} ms"),
+        ("users", esc(t.users)),
+        ("duration", f"{t.duration_s:,.0f} s"),
     ]
     return (
         '<div class="cards">'
@@ -330,20 +332,20 @@ def cards(report: dict) -> str:
     )
 
 
-def verdict_banner(report: dict) -> str:
-    verdict = report.get("verdict") or {"exit_code": 0, "summary": "no verdict"}
-    kind = "pass" if verdict["exit_code"] == 0 else "interrupted" if verdict["exit_code"] == 130 else "fail"
-    return f'<div class="verdict {kind}">{esc(verdict["summary"])}</div>'
+def verdict_banner(report: Report) -> str:
+    code = report.verdict.exit_code
+    kind = "pass" if code == 0 else "interrupted" if code == 130 else "fail"
+    return f'<div class="verdict {kind}">{esc(report.verdict.summary)}</div>'
 
 
-def render_html(report: dict, timeseries: list[dict]) -> str:
+def render_html(report: Report, timeseries: list[dict]) -> str:
     """The whole page as one string: no scripts, no external files, charts inline."""
-    meta = report["meta"]
-    title = f"amanflix-stress run {meta['run_id']}"
+    meta = report.meta
+    title = f"amanflix-stress run {meta.run_id}"
     header = (
-        f'<h1>{esc(title)}</h1><p class="meta">{esc(meta["base_url"])} · {esc(meta["behaviour"])} · '
-        f"started {esc(meta['started_at'])} · ended {esc(meta['ended_at'])} ({esc(meta['stop_reason'])})"
-        f" · seed {esc(meta['seed'])} · {esc(meta['hostname'])}</p>"
+        f'<h1>{esc(title)}</h1><p class="meta">{esc(meta.base_url)} · {esc(meta.behaviour)} · '
+        f"started {esc(meta.started_at)} · ended {esc(meta.ended_at)} ({esc(meta.stop_reason)})"
+        f" · seed {esc(meta.seed)} · {esc(meta.hostname)}</p>"
     )
     chart_html = "".join(f'<div class="chart">{part}</div>' for part in charts(timeseries))
     body = [
@@ -353,15 +355,14 @@ def render_html(report: dict, timeseries: list[dict]) -> str:
         "<h2>Over time</h2>",
         chart_html,
         "<h2>Thresholds</h2>",
-        thresholds_table(report.get("thresholds", [])),
-        baseline_section(report.get("baseline")),
+        thresholds_table(report.thresholds),
+        baseline_section(report.baseline),
         "<h2>Endpoints (measured phase)</h2>",
-        endpoints_table(report["endpoints"]),
+        endpoints_table(report.endpoints),
         "<h2>Errors</h2>",
-        errors_table(report["errors"]),
-        lock_section(report.get("lock_issues"), report.get("hold_lock")),
-        f'<p class="note">latency: {esc(meta["latency_model"])}; percentiles: '
-        f"{esc(meta['percentile_method'])}</p>",
+        errors_table(report.errors),
+        lock_section(report.lock_issues, report.hold_lock),
+        f'<p class="note">latency: {esc(meta.latency_model)}; percentiles: {esc(meta.percentile_method)}</p>',
     ]
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'

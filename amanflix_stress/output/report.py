@@ -1,4 +1,4 @@
-"""The report: builds the run's figures as one plain dict (the JSON report) and renders it as tables."""
+"""The report: built once from a run as typed records (output/model.py), written as JSON, shown as tables."""
 
 from __future__ import annotations
 
@@ -9,17 +9,38 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from tabulate import tabulate
 
 from amanflix_stress import __version__
+from amanflix_stress.amanflix.records import Accounts, HoldLock, InFlight, LockInterval, LockIssues
 from amanflix_stress.engine.aggregator import endpoint_rows, ms, total_series
 from amanflix_stress.engine.health import health_report
 from amanflix_stress.engine.pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
 from amanflix_stress.engine.stats import PERCENTILE_METHOD
+from amanflix_stress.output.baseline import BaselineRun, compare
+from amanflix_stress.output.model import (
+    SCHEMA_VERSION,
+    EndpointRow,
+    ErrorRow,
+    Health,
+    LoadModel,
+    Meta,
+    OpenArrivals,
+    PhaseTables,
+    Report,
+    ResponseTimes,
+    Totals,
+    UserRow,
+    WorkerRow,
+    from_plain,
+    to_json,
+)
+from amanflix_stress.output.thresholds import evaluate
+from amanflix_stress.output.verdict import decide
 
-SCHEMA_VERSION = "amanflix-stress/report/1"
 LATENCY_CAPTION = (
     "closed model: each user waits for a reply before its next request, so latency is service time "
     "and a slow server also lowers the offered load (see docs/measurement.md)"
@@ -37,100 +58,124 @@ def iso(epoch_s: float | None) -> str | None:
     return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def build_report(plan, result, args: dict, profile: dict | None = None) -> dict:
-    """Everything the tables show plus run metadata, as JSON-ready data."""
-    agg = result.aggregator
+def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun | None = None) -> Report:
+    """The whole report, once: the measured figures, then thresholds, baseline and verdict on them."""
+    agg, extra = result.aggregator, result.extra
     duration_s = max(result.end_s - result.start_s, 1e-9)
+    endpoints = typed_rows(EndpointRow, endpoint_rows(agg.run, duration_s))
+    totals = totals_section(plan, agg, duration_s)
+    error_classes = dict(sorted(agg.run.count_by_class().items(), key=lambda kv: -kv[1]))
+    workers = typed_rows(WorkerRow, agg.worker_rows())
+    health = from_plain(Health, health_report(agg.health_rows()))
+    thresholds = evaluate(totals, error_classes, endpoints, profile["thresholds"])
+    comparison = compare(endpoints, baseline, profile["reporting"]["regression_pct"]) if baseline else None
+    return Report(
+        schema=SCHEMA_VERSION,
+        meta=meta_section(plan, result, args, profile),
+        totals=totals,
+        endpoints=endpoints,
+        errors=typed_rows(ErrorRow, agg.error_rows(agg.run)),
+        error_classes=error_classes,
+        users=typed_rows(UserRow, agg.user_rows(agg.run)),
+        setup=phase_tables(agg, "setup", duration_s),
+        teardown=phase_tables(agg, "teardown", duration_s),
+        workers=workers,
+        worker_crashes=tuple(agg.crashes),
+        health=health,
+        load_model=load_model_section(plan, agg),
+        amanflix=extra.get("amanflix"),
+        lock_issues=extra.get("lock_issues"),
+        hold_lock=extra.get("hold_lock"),
+        thresholds=thresholds,
+        baseline=comparison,
+        verdict=decide(workers, thresholds, extra.get("lock_issues"), result.interrupted, comparison, health),
+    )
+
+
+def typed_rows(cls: type, rows: list[dict]) -> tuple:
+    return tuple(from_plain(cls, row) for row in rows)
+
+
+def meta_section(plan, result, args: dict, profile: dict) -> Meta:
+    return Meta(
+        tool="amanflix-stress",
+        version=__version__,
+        run_id=plan.run_id,
+        seed=plan.seed,
+        base_url=plan.base_url,
+        behaviour=plan.behaviour,
+        args=args,
+        profile=profile,
+        started_at=iso(result.start_s),
+        ended_at=iso(result.end_s),
+        hostname=socket.gethostname(),
+        python=platform.python_version(),
+        platform=platform.platform(),
+        stop_reason=result.stop_reason,
+        interrupted=result.interrupted,
+        latency_model=OPEN_CAPTION if getattr(plan, "open_model", False) else LATENCY_CAPTION,
+        percentile_method=PERCENTILE_METHOD,
+        timeseries=plan.timeseries_path,
+    )
+
+
+def totals_section(plan, agg, duration_s: float) -> Totals:
     run = agg.run
-    total = total_series(run)
-    p50, _p90, p95, p99, _p999 = total.percentiles_us()
-    report = {
-        "schema": SCHEMA_VERSION,
-        "meta": {
-            "tool": "amanflix-stress",
-            "version": __version__,
-            "run_id": plan.run_id,
-            "seed": plan.seed,
-            "base_url": plan.base_url,
-            "behaviour": plan.behaviour,
-            "args": args,
-            "profile": profile,
-            "started_at": iso(result.start_s),
-            "ended_at": iso(result.end_s),
-            "hostname": socket.gethostname(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "stop_reason": result.stop_reason,
-            "interrupted": result.interrupted,
-            "latency_model": OPEN_CAPTION if getattr(plan, "open_model", False) else LATENCY_CAPTION,
-            "percentile_method": PERCENTILE_METHOD,
-            "timeseries": plan.timeseries_path,
-        },
-        "totals": {
-            "duration_s": round(duration_s, 3),
-            "users": plan.users,
-            "requests": run.requests,
-            "failures": run.failures,
-            "error_rate": round(run.failures / run.requests, 6) if run.requests else 0.0,
-            "throughput_rps": round(run.requests / duration_s, 3),
-            "p50_ms": ms(p50),
-            "p95_ms": ms(p95),
-            "p99_ms": ms(p99),
-            "late_batches": agg.late_batches,
-        },
-        "endpoints": endpoint_rows(run, duration_s),
-        "errors": agg.error_rows(run),
-        "error_classes": dict(sorted(run.count_by_class().items(), key=lambda kv: -kv[1])),
-        "users": agg.user_rows(run),
-        "setup": {
-            "endpoints": endpoint_rows(agg.phases["setup"], duration_s),
-            "errors": agg.error_rows(agg.phases["setup"]),
-        },
-        "teardown": {
-            "endpoints": endpoint_rows(agg.phases["teardown"], duration_s),
-            "errors": agg.error_rows(agg.phases["teardown"]),
-        },
-        "workers": agg.worker_rows(),
-        "worker_crashes": agg.crashes,
-        "health": health_report(agg.health_rows()),
-        "load_model": load_model_section(plan, agg, total),
-    }
-    report.update(result.extra)
-    return report
+    p50, _p90, p95, p99, _p999 = total_series(run).percentiles_us()
+    return Totals(
+        duration_s=round(duration_s, 3),
+        users=plan.users,
+        requests=run.requests,
+        failures=run.failures,
+        error_rate=round(run.failures / run.requests, 6) if run.requests else 0.0,
+        throughput_rps=round(run.requests / duration_s, 3),
+        p50_ms=ms(p50),
+        p95_ms=ms(p95),
+        p99_ms=ms(p99),
+        late_batches=agg.late_batches,
+    )
 
 
-def load_model_section(plan, agg, total) -> dict:
-    """Closed or open; for the open model the schedule's arrivals (sent, late, dropped) and response-time totals."""
+def phase_tables(agg, phase: str, duration_s: float) -> PhaseTables:
+    stats = agg.phases[phase]
+    return PhaseTables(
+        endpoints=typed_rows(EndpointRow, endpoint_rows(stats, duration_s)),
+        errors=typed_rows(ErrorRow, agg.error_rows(stats)),
+    )
+
+
+def load_model_section(plan, agg) -> LoadModel:
+    """Closed or open; for the open model the arrivals (sent, late, dropped) and response-time totals."""
     if not getattr(plan, "open_model", False):
-        return {"kind": "closed"}
+        return LoadModel(kind="closed", open=None)
     counts = agg.arrival_counts()
     scheduled = total_arrivals(build_segments(plan.rate, plan.stages, plan.duration_s))
-    response = total.response_percentiles_us((50, 95, 99)) or [float("nan")] * 3
-    return {
-        "kind": "open",
-        "rate": plan.rate,
-        "stages": plan.stages,
-        "arrivals_scheduled": scheduled,
-        "arrivals_started": counts["taken"],
-        "late": counts["late"],
-        "dropped": counts["dropped"],
-        "unsent_at_stop": max(0, scheduled - counts["taken"] - counts["dropped"]),
-        "late_after_ms": LATE_AFTER_S * 1000,
-        "drop_after_ms": DROP_AFTER_S * 1000,
-        "response_p50_ms": ms(response[0]),
-        "response_p95_ms": ms(response[1]),
-        "response_p99_ms": ms(response[2]),
-    }
+    response = total_series(agg.run).response_percentiles_us((50, 95, 99)) or [float("nan")] * 3
+    arrivals = OpenArrivals(
+        rate=plan.rate,
+        stages=tuple(tuple(stage) for stage in plan.stages),
+        arrivals_scheduled=scheduled,
+        arrivals_started=counts["taken"],
+        late=counts["late"],
+        dropped=counts["dropped"],
+        unsent_at_stop=max(0, scheduled - counts["taken"] - counts["dropped"]),
+        late_after_ms=LATE_AFTER_S * 1000,
+        drop_after_ms=DROP_AFTER_S * 1000,
+        response_p50_ms=ms(response[0]),
+        response_p95_ms=ms(response[1]),
+        response_p99_ms=ms(response[2]),
+    )
+    return LoadModel(kind="open", open=arrivals)
 
 
-def write_json(report: dict, path: str) -> None:
+def write_json(report: Report, path: str) -> None:
     """Write atomically: a reader never sees half a report, an interrupted write leaves the old file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json", dir=folder)
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(report, out, indent=2, default=_jsonable)
+            json.dump(to_json(report), out, indent=2, default=_jsonable)
             out.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -139,6 +184,7 @@ def write_json(report: dict, path: str) -> None:
 
 
 def read_json_report(path: str) -> dict:
+    """A written report as plain data (from_plain(Report, ...) types it)."""
     with open(path) as report:
         return json.load(report)
 
@@ -153,28 +199,28 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
 
 
-def render_endpoints(rows: list[dict], title: str) -> str:
-    if any("response_p50_ms" in r for r in rows):
+def render_endpoints(rows: tuple[EndpointRow, ...], title: str) -> str:
+    if any(r.response is not None for r in rows):
         return render_open_endpoints(rows, title)
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     table = [
         [
-            r["name"],
-            _fmt(r["requests"]),
-            _fmt(r["failures"]),
-            _fmt(r["rps"]),
-            _fmt(r["mean_ms"]),
-            _fmt(r["p50_ms"]),
-            _fmt(r["p95_ms"]),
-            _fmt(r["p99_ms"]),
-            _fmt(r["max_ms"]),
+            r.name,
+            _fmt(r.requests),
+            _fmt(r.failures),
+            _fmt(r.rps),
+            _fmt(r.mean_ms),
+            _fmt(r.p50_ms),
+            _fmt(r.p95_ms),
+            _fmt(r.p99_ms),
+            _fmt(r.max_ms),
         ]
         for r in rows
     ]
     return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
 
 
-def render_open_endpoints(rows: list[dict], title: str) -> str:
+def render_open_endpoints(rows: tuple[EndpointRow, ...], title: str) -> str:
     """Open model: response time (from the intended start) beside service time (from the actual send)."""
     headers = [
         "endpoint",
@@ -190,36 +236,40 @@ def render_open_endpoints(rows: list[dict], title: str) -> str:
     ]
     table = [
         [
-            r["name"],
-            _fmt(r["requests"]),
-            _fmt(r["failures"]),
-            _fmt(r["rps"]),
-            _fmt(r.get("response_p50_ms")),
-            _fmt(r.get("response_p99_ms")),
-            _fmt(r.get("response_max_ms")),
-            _fmt(r["p50_ms"]),
-            _fmt(r["p99_ms"]),
-            _fmt(r["max_ms"]),
+            r.name,
+            _fmt(r.requests),
+            _fmt(r.failures),
+            _fmt(r.rps),
+            *_response_cells(r.response),
+            _fmt(r.p50_ms),
+            _fmt(r.p99_ms),
+            _fmt(r.max_ms),
         ]
         for r in rows
     ]
     return f"{title}\n" + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
 
 
-def render_errors(rows: list[dict], limit: int = 20) -> str:
+def _response_cells(response: ResponseTimes | None) -> list[str]:
+    if response is None:
+        return ["-", "-", "-"]
+    return [_fmt(response.response_p50_ms), _fmt(response.response_p99_ms), _fmt(response.response_max_ms)]
+
+
+def render_errors(rows: tuple[ErrorRow, ...], limit: int = 20) -> str:
     if not rows:
         return "ERRORS\nno failed requests"
     headers = ["class", "status", "count", "share", "first seen", "last seen", "endpoints", "example"]
     table = [
         [
-            r["class"],
-            r["status"] or "-",
-            _fmt(r["count"]),
-            f"{r['share']:.2%}",
-            _clock(r["first_seen_s"]),
-            _clock(r["last_seen_s"]),
-            _endpoints(r["endpoints"]),
-            _short_example(r["example"]),
+            r.class_,
+            r.status or "-",
+            _fmt(r.count),
+            f"{r.share:.2%}",
+            _clock(r.first_seen_s),
+            _clock(r.last_seen_s),
+            _endpoints(r.endpoints),
+            _short_example(r.example),
         ]
         for r in rows[:limit]
     ]
@@ -235,17 +285,17 @@ def _short_example(example: str, width: int = 70) -> str:
     return _MODULE_PATH.sub("", example)[:width]
 
 
-def render_users(rows: list[dict], limit: int = 5) -> str:
+def render_users(rows: tuple[UserRow, ...], limit: int = 5) -> str:
     """The simulated users with the most failures (all of them are in the JSON report)."""
-    failing = sorted((r for r in rows if r["failures"]), key=lambda r: -r["failures"])[:limit]
+    failing = sorted((r for r in rows if r.failures), key=lambda r: -r.failures)[:limit]
     if not failing:
         return ""
     table = [
         [
-            r["user"],
-            _fmt(r["requests"]),
-            _fmt(r["failures"]),
-            ", ".join(f"{c} {n}" for c, n in sorted(r["errors"].items(), key=lambda kv: -kv[1])),
+            r.user,
+            _fmt(r.requests),
+            _fmt(r.failures),
+            ", ".join(f"{c} {n}" for c, n in sorted(r.errors.items(), key=lambda kv: -kv[1])),
         ]
         for r in failing
     ]
@@ -258,44 +308,45 @@ def _clock(epoch_s: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(epoch_s))
 
 
-def _endpoints(counts: dict) -> str:
+def _endpoints(counts: Mapping[str, int]) -> str:
     names = sorted(counts, key=lambda n: -counts[n])
     return ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
 
 
-def render_totals(report: dict) -> str:
-    t, m = report["totals"], report["meta"]
+def render_totals(report: Report) -> str:
+    t, m = report.totals, report.meta
     rows = [
-        ["duration", f"{t['duration_s']:.1f} s ({m['stop_reason']})"],
-        ["users", t["users"]],
-        ["requests", f"{t['requests']:,}"],
-        ["throughput", f"{t['throughput_rps']:,.1f} req/s"],
-        ["error rate", f"{t['error_rate']:.2%} ({t['failures']:,} failed)"],
-        ["latency p50 / p95 / p99", f"{_fmt(t['p50_ms'])} / {_fmt(t['p95_ms'])} / {_fmt(t['p99_ms'])} ms"],
+        ["duration", f"{t.duration_s:.1f} s ({m.stop_reason})"],
+        ["users", t.users],
+        ["requests", f"{t.requests:,}"],
+        ["throughput", f"{t.throughput_rps:,.1f} req/s"],
+        ["error rate", f"{t.error_rate:.2%} ({t.failures:,} failed)"],
+        ["latency p50 / p95 / p99", f"{_fmt(t.p50_ms)} / {_fmt(t.p95_ms)} / {_fmt(t.p99_ms)} ms"],
     ]
-    rows += open_model_rows(report.get("load_model", {}))
+    rows += open_model_rows(report.load_model)
     return "TOTALS\n" + tabulate(rows, tablefmt="plain", disable_numparse=True)
 
 
-def open_model_rows(model: dict) -> list[list]:
-    """The open model's extra totals: service time is the latency line above; response time and arrivals here."""
-    if model.get("kind") != "open":
+def open_model_rows(model: LoadModel) -> list[list]:
+    """The open model's extra totals: the latency line above is service time; response time and arrivals."""
+    if model.open is None:
         return []
-    response = f"{_fmt(model['response_p50_ms'])} / {_fmt(model['response_p95_ms'])} / {_fmt(model['response_p99_ms'])}"
+    a = model.open
+    response = f"{_fmt(a.response_p50_ms)} / {_fmt(a.response_p95_ms)} / {_fmt(a.response_p99_ms)}"
     return [
         ["(latency above is service time: from the actual send)", ""],
         ["response time p50 / p95 / p99", f"{response} ms (from the intended start)"],
         [
             "arrivals",
-            f"{model['arrivals_started']:,} of {model['arrivals_scheduled']:,} scheduled; "
-            f"late {model['late']:,} (> {model['late_after_ms']:.0f} ms), dropped {model['dropped']:,} "
-            f"(> {model['drop_after_ms']:.0f} ms overdue), "
-            f"unsent at the stop {model['unsent_at_stop']:,}",
+            f"{a.arrivals_started:,} of {a.arrivals_scheduled:,} scheduled; "
+            f"late {a.late:,} (> {a.late_after_ms:.0f} ms), dropped {a.dropped:,} "
+            f"(> {a.drop_after_ms:.0f} ms overdue), "
+            f"unsent at the stop {a.unsent_at_stop:,}",
         ],
     ]
 
 
-def render_health(health: dict) -> str:
+def render_health(health: Health) -> str:
     """GENERATOR HEALTH: each worker's CPU, lag and threads; DEGRADED and why when it was the bottleneck."""
     headers = [
         "worker",
@@ -310,37 +361,39 @@ def render_health(health: dict) -> str:
     ]
     table = [
         [
-            r["id"],
-            _or_dash(r["core"]),
-            _cores(r["cpu_cores"]),
-            _cores(r["cpu_peak_cores"]),
-            _fmt(r["lag_p50_ms"]),
-            _fmt(r["lag_p99_ms"]),
-            _fmt(r["lag_max_ms"]),
-            r["threads"],
-            "-" if r["busy_share"] is None else f"{r['busy_share']:.0%}",
+            r.id,
+            _or_dash(r.core),
+            _cores(r.cpu_cores),
+            _cores(r.cpu_peak_cores),
+            _fmt(r.lag_p50_ms),
+            _fmt(r.lag_p99_ms),
+            _fmt(r.lag_max_ms),
+            r.threads,
+            "-" if r.busy_share is None else f"{r.busy_share:.0%}",
         ]
-        for r in health["workers"]
+        for r in health.workers
     ]
-    limits = health["limits"]
-    if health["degraded"]:
-        verdict = (
-            "DEGRADED: the generator was the bottleneck, so its latencies include its own queueing: "
-            + "; ".join(health["reasons"])
-        )
-    elif any(r["cpu_cores"] is not None for r in health["workers"]):
-        verdict = (
-            f"generator healthy: every worker under {limits['cpu_cores']:.2f} cores and "
-            f"{limits['lag_p99_ms']:.0f} ms p99 lag"
-        )
-    else:
-        verdict = "no health figures: no worker reported from the measured phase"
     return (
         "GENERATOR HEALTH\n"
         + tabulate(table, headers, tablefmt="simple", disable_numparse=True)
         + "\n"
-        + verdict
+        + health_verdict(health)
     )
+
+
+def health_verdict(health: Health) -> str:
+    limits = health.limits
+    if health.degraded:
+        return (
+            "DEGRADED: the generator was the bottleneck, so its latencies include its own queueing: "
+            + "; ".join(health.reasons)
+        )
+    if any(r.cpu_cores is not None for r in health.workers):
+        return (
+            f"generator healthy: every worker under {limits.cpu_cores:.2f} cores and "
+            f"{limits.lag_p99_ms:.0f} ms p99 lag"
+        )
+    return "no health figures: no worker reported from the measured phase"
 
 
 def _cores(value) -> str:
@@ -351,43 +404,38 @@ def _or_dash(value) -> str:
     return "-" if value is None else str(value)
 
 
-def render_workers(rows: list[dict]) -> str:
-    bad = [r for r in rows if r["status"] not in ("done",)]
+def render_workers(rows: tuple[WorkerRow, ...]) -> str:
+    bad = [r for r in rows if r.status not in ("done",)]
     if not bad:
         return ""
-    table = [[r["id"], r["pid"], r["users"], r["status"], r["detail"]] for r in bad]
+    table = [[r.id, r.pid, r.users, r.status, r.detail] for r in bad]
     return "WORKER PROBLEMS\n" + tabulate(
         table, ["worker", "pid", "users", "status", "detail"], tablefmt="simple"
     )
 
 
-def render_report(report: dict) -> str:
+def render_report(report: Report) -> str:
     """The console report: setup, endpoints, errors, totals, worker problems."""
     parts = []
-    if report["setup"]["endpoints"]:
-        parts.append(render_endpoints(report["setup"]["endpoints"], "SETUP (before the measured phase)"))
+    if report.setup.endpoints:
+        parts.append(render_endpoints(report.setup.endpoints, "SETUP (before the measured phase)"))
     parts += [
-        render_endpoints(report["endpoints"], "ENDPOINTS (measured phase)"),
-        render_errors(report["errors"]),
-        render_users(report["users"]),
+        render_endpoints(report.endpoints, "ENDPOINTS (measured phase)"),
+        render_errors(report.errors),
+        render_users(report.users),
         render_totals(report),
-        render_workers(report["workers"]),
+        render_workers(report.workers),
+        render_health(report.health),
     ]
-    if "health" in report:
-        parts.append(render_health(report["health"]))
-    if report["teardown"]["endpoints"]:
-        parts.append(render_endpoints(report["teardown"]["endpoints"], "TEARDOWN (verification and cleanup)"))
-    if "lock_issues" in report:
-        parts.append(render_lock_issues(report["lock_issues"], report.get("hold_lock")))
-    if "amanflix" in report:
-        parts.append(render_accounts(report["amanflix"]))
-    if report["worker_crashes"]:
-        parts.append(
-            "WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report["worker_crashes"])
-        )
-    parts.append(
-        f"latency: {report['meta']['latency_model']}; percentiles: {report['meta']['percentile_method']}"
-    )
+    if report.teardown.endpoints:
+        parts.append(render_endpoints(report.teardown.endpoints, "TEARDOWN (verification and cleanup)"))
+    if report.lock_issues is not None:
+        parts.append(render_lock_issues(report.lock_issues, report.hold_lock))
+    if report.amanflix is not None:
+        parts.append(render_accounts(report.amanflix))
+    if report.worker_crashes:
+        parts.append("WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report.worker_crashes))
+    parts.append(f"latency: {report.meta.latency_model}; percentiles: {report.meta.percentile_method}")
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -410,25 +458,24 @@ def progress_line(snapshot: dict, total_s: float) -> str:
     )
 
 
-def verified_text(section: dict) -> str:
+def verified_text(section: LockIssues) -> str:
     """What the lock detection checked, as one phrase: 'echoes checked 400, readbacks 82, ...'."""
-    return ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section["verified"].items())
+    return ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in section.verified.items())
 
 
-def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
+def render_lock_issues(section: LockIssues, hold_lock: HoldLock | None = None) -> str:
     """DATABASE LOCK ISSUES DETECTED, or what was verified to find none."""
     verified = verified_text(section)
     held = render_hold_windows(hold_lock) if hold_lock else ""
-    caveat = f"\nnot verified: {section['not_verifiable']}" if section.get("not_verifiable") else ""
-    if not section["detected"]:
+    caveat = f"\nnot verified: {section.not_verifiable}" if section.not_verifiable else ""
+    if not section.detected:
         return f"no lock issues detected; verified: {verified}{caveat}" + (f"\n\n{held}" if held else "")
-    in_flight = section.get("writes_in_flight", {})
     classes = [
-        [cls, f"{n:,}", _in_flight(in_flight.get(cls)), section["explain"][cls]]
-        for cls, n in section["by_class"].items()
+        [cls, f"{n:,}", _in_flight(section.writes_in_flight.get(cls)), section.explain[cls]]
+        for cls, n in section.by_class.items()
     ]
     parts = [
-        f"DATABASE LOCK ISSUES DETECTED: {section['total']:,} ({section['lock_error_rate']:.2%} of requests)",
+        f"DATABASE LOCK ISSUES DETECTED: {section.total:,} ({section.lock_error_rate:.2%} of requests)",
         tabulate(
             classes,
             ["class", "count", "writes in flight", "what it means"],
@@ -438,64 +485,56 @@ def render_lock_issues(section: dict, hold_lock: dict | None = None) -> str:
     ]
     endpoint_rows = [
         [name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
-        for name, counts in list(section["endpoints"].items())[:8]
+        for name, counts in list(section.endpoints.items())[:8]
     ]
     parts.append(
         tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True)
     )
-    users = ", ".join(f"user {u['user']}: {u['lock_errors']}" for u in section["top_users"][:5])
+    users = ", ".join(f"user {u.user}: {u.lock_errors}" for u in section.top_users[:5])
     parts.append(f"top users: {users or '-'}")
-    parts.append(
-        "timeline: "
-        + (
-            " ".join(
-                f"[{_clock(row['start_s'])} {sum(row['classes'].values())}]"
-                for row in section["timeline"][:24]
-            )
-            or "-"
-        )
-    )
+    parts.append("timeline: " + (_timeline(section.timeline) or "-"))
     parts.append(f"verified: {verified}{caveat}")
     if held:
         parts.append(held)
     return "\n".join(parts)
 
 
-def _in_flight(figures: dict | None) -> str:
-    return f"{figures['mean']:g} avg, {figures['max']} max" if figures else "-"
+def _timeline(rows: tuple[LockInterval, ...]) -> str:
+    return " ".join(f"[{_clock(row.start_s)} {sum(row.classes.values())}]" for row in rows[:24])
 
 
-def render_hold_windows(hold_lock: dict) -> str:
+def _in_flight(figures: InFlight | None) -> str:
+    return f"{figures.mean:g} avg, {figures.max} max" if figures else "-"
+
+
+def render_hold_windows(hold_lock: HoldLock) -> str:
     rows = [
         [
             i + 1,
-            _clock(w["start_s"]),
-            f"{(w['end_s'] or w['start_s']) - w['start_s']:.1f} s",
-            w["kind"],
-            w.get("error") or f"{w['lock_issues_detected']:,}",
+            _clock(w.start_s),
+            f"{(w.end_s or w.start_s) - w.start_s:.1f} s",
+            w.kind,
+            w.error or f"{w.lock_issues_detected:,}",
         ]
-        for i, w in enumerate(hold_lock["windows"])
+        for i, w in enumerate(hold_lock.windows)
     ]
-    caught = sum(1 for w in hold_lock["windows"] if w.get("lock_issues_detected"))
-    return (
-        f"HELD LOCK WINDOWS on {hold_lock['path']}: {caught} of {len(rows)} showed lock issues\n"
-        + tabulate(
-            rows,
-            ["#", "start", "held", "lock", "lock issues found"],
-            tablefmt="simple",
-            disable_numparse=True,
-        )
+    caught = sum(1 for w in hold_lock.windows if w.lock_issues_detected)
+    return f"HELD LOCK WINDOWS on {hold_lock.path}: {caught} of {len(rows)} showed lock issues\n" + tabulate(
+        rows,
+        ["#", "start", "held", "lock", "lock issues found"],
+        tablefmt="simple",
+        disable_numparse=True,
     )
 
 
-def render_accounts(section: dict) -> str:
-    cleanup, counters = section["cleanup"], section["counters"]
+def render_accounts(section: Accounts) -> str:
+    cleanup, counters = section.cleanup, section.counters
     line = (
-        f"ACCOUNTS: created {cleanup.get('created', 0)}, deleted {cleanup.get('deleted', 0)}, left behind "
-        f"{cleanup.get('left_behind', 0)} ({cleanup.get('method', '-')})"
+        f"ACCOUNTS: created {cleanup.created}, deleted {cleanup.deleted}, left behind "
+        f"{cleanup.left_behind} ({cleanup.method})"
     )
-    if cleanup.get("rows_left_behind"):
-        line += f"\n  {cleanup['rows_left_behind']} watch-history/my-list rows left behind: {cleanup['note']}"
+    if cleanup.rows_left_behind:
+        line += f"\n  {cleanup.rows_left_behind} watch-history/my-list rows left behind: {cleanup.note}"
     extras = {
         k: counters[k]
         for k in ("phantom_registrations", "setup_retries", "relogins", "users_dropped")

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from amanflix_stress.errors import AlreadyRunning, UsageError
-from amanflix_stress.output.baseline import compare, load_baseline, render_baseline
+from amanflix_stress.output.baseline import BaselineRun, load_baseline, render_baseline
+from amanflix_stress.output.model import Report
 from amanflix_stress.output.report import render_report, write_json
 from amanflix_stress.output.thresholds import breached, render_thresholds
 
@@ -156,8 +157,8 @@ class RunDir:
         if self.lock:
             self.lock.release()
 
-    def compare_with_baseline(self, report: dict) -> dict | None:
-        """The comparison with the configured baseline; None when there is none (yet)."""
+    def load_baseline(self) -> BaselineRun | None:
+        """The configured baseline report, read back; None when there is none (yet)."""
         wanted = self.reporting["baseline"]
         path = (
             previous_report(self.root, self.folder)
@@ -166,13 +167,13 @@ class RunDir:
         )
         if path is None:
             return None
-        return compare(report, load_baseline(str(path)), str(path), self.reporting["regression_pct"])
+        return load_baseline(str(path))
 
-    def write(self, report: dict, tty: bool) -> str:
+    def write(self, report: Report, tty: bool) -> str:
         """Write every output; the console text: the full summary on a terminal, a few lines for cron mail."""
         write_json(report, self.report_path)
         summary = summary_text(report)
-        written = [f"report: {self.report_path}", f"time series: {report['meta']['timeseries']}"]
+        written = [f"report: {self.report_path}", f"time series: {report.meta.timeseries}"]
         if self.folder:
             (self.folder / FILES["summary"]).write_text(summary + "\n")
             written.append(f"summary: {self.folder / FILES['summary']}")
@@ -182,12 +183,10 @@ class RunDir:
         if removed:
             written.append(f"removed {len(removed)} old run folder(s), keeping {self.reporting['keep']}")
         if self.folder and not tty:
-            return "\n".join(
-                [f"results: {self.folder}", *problem_lines(report), report["verdict"]["summary"]]
-            )
-        return "\n".join([summary, *written, report["verdict"]["summary"]])
+            return "\n".join([f"results: {self.folder}", *problem_lines(report), report.verdict.summary])
+        return "\n".join([summary, *written, report.verdict.summary])
 
-    def _write_html(self, report: dict) -> list[str]:
+    def _write_html(self, report: Report) -> list[str]:
         if not self.reporting["html"]:
             return []
         try:
@@ -195,35 +194,33 @@ class RunDir:
         except ImportError as exc:
             return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
         path = self.folder / FILES["html"]
-        path.write_text(render_html(report, read_timeseries(report["meta"]["timeseries"])))
+        path.write_text(render_html(report, read_timeseries(report.meta.timeseries)))
         return [f"html: {path}"]
 
-    def _write_junit(self, report: dict) -> list[str]:
+    def _write_junit(self, report: Report) -> list[str]:
         target = self.reporting["junit"]
         if not target:
             return []
         from amanflix_stress.output.junit import render_junit
 
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(render_junit(report, report.get("thresholds", [])))
+        Path(target).write_text(render_junit(report))
         return [f"junit: {target}"]
 
 
-def summary_text(report: dict) -> str:
+def summary_text(report: Report) -> str:
     """The full text summary: the console report, then thresholds and the baseline comparison."""
     parts = [
         render_report(report).rstrip("\n"),
-        render_thresholds(report.get("thresholds", [])),
-        render_baseline(report.get("baseline")),
+        render_thresholds(report.thresholds),
+        render_baseline(report.baseline),
     ]
     return "\n\n".join(p for p in parts if p)
 
 
-def problem_lines(report: dict) -> list[str]:
+def problem_lines(report: Report) -> list[str]:
     """Breached thresholds and regressions, one line each, for log-friendly output."""
-    lines = [f"breached: {r['summary']}" for r in breached(report.get("thresholds", []))]
-    comparison = report.get("baseline") or {}
-    lines += [
-        f"regression: {r['name']}: {r['why']}" for r in comparison.get("endpoints", []) if r["regression"]
-    ]
+    lines = [f"breached: {r.summary}" for r in breached(report.thresholds)]
+    changes = report.baseline.endpoints if report.baseline else ()
+    lines += [f"regression: {r.name}: {r.why}" for r in changes if r.regression]
     return lines

@@ -1,0 +1,120 @@
+"""The Amanflix report sections as typed records: lock issues, accounts and cleanup, held lock windows."""
+
+# ruff: noqa: RUF009  (doc() is dataclasses.field with a docstring: no default value is shared)
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+
+def doc(text: str, **json: Any) -> Any:
+    """A record field with its documentation; `json` adds how the JSON writes it (see output/model.py):
+    name="class" renames the key, omit_none=True leaves it out when None, flatten=True merges a nested
+    record's keys into this one's (and leaves them all out when it is None). Both default to None, so
+    their records are keyword-only."""
+    if json.get("omit_none") or json.get("flatten"):
+        return field(default=None, metadata={"doc": text, **json})
+    return field(metadata={"doc": text, **json})
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Writes in flight in the worker when issues of one class happened."""
+
+    mean: float = doc("mean over the issues")
+    max: int = doc("most at once")
+
+
+@dataclass(frozen=True)
+class TopUser:
+    """A simulated user with lock errors."""
+
+    user: int = doc("the user's global index")
+    lock_errors: int = doc("lock issues this user met")
+
+
+@dataclass(frozen=True)
+class LockInterval:
+    """A time-series interval with lock issues."""
+
+    interval: int = doc("interval index from the start of the measured phase")
+    start_s: float = doc("interval start, epoch seconds")
+    end_s: float = doc("interval end, epoch seconds")
+    classes: Mapping[str, int] = doc("lock class -> count in this interval")
+
+
+@dataclass(frozen=True)
+class LockIssues:
+    """DATABASE LOCK ISSUES: what SQLite locks did to the run, shown or hidden, and what was verified."""
+
+    detected: bool = doc("any lock issue at all")
+    total: int = doc("lock issues of every class, all phases")
+    by_class: Mapping[str, int] = doc("class -> count, in the report's class order; zero classes left out")
+    explain: Mapping[str, str] = doc("class -> what it means")
+    writes_in_flight: Mapping[str, InFlight] = doc("class -> writes in flight when it happened")
+    lock_error_rate: float = doc("total / requests of all phases (0-1)")
+    endpoints: Mapping[str, Mapping[str, int]] = doc("endpoint -> class -> count, most issues first")
+    top_users: tuple[TopUser, ...] = doc("up to 10 users with the most lock issues")
+    timeline: tuple[LockInterval, ...] = doc("the intervals with lock issues")
+    verified: Mapping[str, int] = doc("what was checked: counter -> how many")
+    not_verifiable: str = doc("writes the API gives no way to read back")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cleanup:
+    """What cleanup did with the run's test accounts."""
+
+    method: str = doc("admin batch delete, self-delete, or none")
+    created: int = doc("test accounts created (with the catalog account)")
+    found: int | None = doc("admin cleanup: accounts found by name prefix", omit_none=True)
+    deleted: int = doc("accounts deleted")
+    left_behind: int = doc("accounts still in the database")
+    rows_left_behind: int | None = doc(
+        "self-delete: watch-history and my-list rows the server kept", omit_none=True
+    )
+    note: str | None = doc("self-delete: why rows stay behind", omit_none=True)
+    error: str | None = doc("why cleanup could not run", omit_none=True)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The `amanflix` section: catalog sizes, behaviour counters, cleanup."""
+
+    catalog: Mapping[str, int] = doc("catalog part -> items read from the target")
+    counters: Mapping[str, int] = doc(
+        "accounts created/deleted, phantom registrations, setup retries, relogins, echoes checked, "
+        "read-backs, final keys verified, duplicate rows, rows left behind, ... (sorted by name)"
+    )
+    cleanup: Cleanup = doc("what cleanup did")
+
+
+class RunFindings(TypedDict):
+    """What finish_run adds to the run's extra sections, keyed by report section."""
+
+    amanflix: Accounts
+    lock_issues: LockIssues
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldWindow:
+    """One window in which --hold-lock held the target's SQLite lock."""
+
+    kind: str = doc("reserved or exclusive")
+    start_s: float = doc("when the lock was taken, epoch seconds")
+    end_s: float | None = doc("when it was released; null if it never was")
+    error: str | None = doc("why the lock could not be taken", omit_none=True)
+    lock_issues_detected: int = doc("lock issues answered while held (and up to the lag after)")
+
+
+@dataclass(frozen=True)
+class HoldLock:
+    """The `hold_lock` section (with --hold-lock): the schedule and each held window."""
+
+    path: str = doc("the SQLite file held")
+    kind: str = doc("reserved or exclusive")
+    hold_s: float = doc("how long each hold lasted")
+    every_s: float = doc("how often a hold started")
+    windows: tuple[HeldWindow, ...] = doc("each held window")
+    windows_detected: int = doc("windows in which lock issues were found")
