@@ -1,3 +1,3 @@
-"""amanflix-stress: a load-testing suite that reproduces, detects and explains Amanflix's SQLite lock failures."""
+"""amanflix-stress: load tests that reproduce, detect and explain Amanflix's SQLite lock failures."""
 
 __version__ = "0.1.0"

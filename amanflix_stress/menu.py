@@ -1,4 +1,4 @@
-"""The interactive menu (the seed's run_test.sh): pick a profile or a custom test, confirm, get the run's flags."""
+"""The interactive menu (the seed's run_test.sh): pick a profile or custom test, confirm, get the flags."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ class Menu:
         self.say("Amanflix stress tests\n")
         for number, row in enumerate(rows, 1):
             self.say(
-                f"  {number}) {row['name']:<11} {row['users']:>4} users {row['duration']:>5}  {row['purpose']}"
+                f"  {number}) {row['name']:<11} {row['users']:>4} users "
+                f"{row['duration']:>5}  {row['purpose']}"
             )
         self.say("  c) custom test: you choose users, duration and focus")
         self.say("  q) quit\n")

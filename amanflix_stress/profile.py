@@ -6,7 +6,6 @@ import copy
 import difflib
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,12 +379,15 @@ def did_you_mean(key: str, choices) -> str:
 
 
 def misplaced(name: str) -> str:
-    """The message for a top-level name that is not a known section (often a key written outside its section)."""
+    """The message for a top-level name that is not a known section (often a key put outside its section)."""
     owners = [section for section, options in SCHEMA.items() if name in options]
     if owners:
         return f"key {name!r} must be inside its section: put it under [{owners[0]}]"
     allowed = ", ".join(sorted([*SCHEMA, *LIST_SECTIONS]))
-    return f"unknown section [{name}]{did_you_mean(name, [*SCHEMA, *LIST_SECTIONS])}; allowed sections: {allowed}"
+    return (
+        f"unknown section [{name}]{did_you_mean(name, [*SCHEMA, *LIST_SECTIONS])}; "
+        f"allowed sections: {allowed}"
+    )
 
 
 def profile_purpose(path: Path) -> str:
@@ -399,7 +401,7 @@ def profile_purpose(path: Path) -> str:
 
 
 def list_profiles() -> list[dict]:
-    """Every profile the user can name: the user's directory first (it shadows a shipped one of the same name)."""
+    """Every profile the user can name: the user's directory first (it shadows a same-named shipped one)."""
     found: dict[str, dict] = {}
     for folder, source in ((USER_PROFILE_DIR, "user"), (PROFILE_DIR, "shipped")):
         for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:

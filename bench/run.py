@@ -62,7 +62,7 @@ def run_ours(
     rss: list | None = None,
     timeout_s: float = 600,
 ):
-    """The real CLI in a subprocess, pinned; returns its JSON report (and samples the worker's RSS if asked)."""
+    """The real CLI in a subprocess, pinned; returns its JSON report (and samples worker RSS if asked)."""
     report = Path(folder, f"ours-{time.monotonic_ns()}.json")
     argv = [
         sys.executable,
@@ -152,7 +152,8 @@ def run_locust(folder: str, url: str, core_set: set[int], user_class: str) -> di
     ]
     env = {**os.environ, "AMFX_BENCH_LOCUST_CLASS": user_class}
     subprocess.run(argv, env=env, capture_output=True, timeout=120, preexec_fn=pinned(core_set))
-    rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))
+    with open(f"{prefix}_stats.csv") as stats:
+        rows = list(csv.DictReader(stats))
     total = next(r for r in rows if r["Name"] == "Aggregated")
     return {
         "rps": float(total["Requests/s"]),
@@ -162,7 +163,7 @@ def run_locust(folder: str, url: str, core_set: set[int], user_class: str) -> di
 
 
 def throughput(folder: str, gen: set[int], tgt: set[int]) -> dict:
-    """Each generator against the same fast target, runs interleaved so that a noisy neighbour hits all alike."""
+    """Each generator against the same fast target, runs interleaved so a noisy neighbour hits all alike."""
     target = start_fast_target(tgt)
     generators = {
         "ours": lambda: run_ours(
@@ -260,7 +261,7 @@ def nearest_rank(sorted_values: list[int], p: float) -> float:
 
 
 def aggregation_cost() -> dict:
-    """Worker-side cost per sample: grouping a batch into Stats and shipping it as plain data, then merging."""
+    """Worker-side cost per sample: grouping a batch into Stats, shipping it as plain data, then merging."""
     from amanflix_stress.engine.sample import Sample
     from amanflix_stress.engine.stats import Stats
 
@@ -378,7 +379,8 @@ def summarise(results: dict) -> list[list]:
     growth = lat["rss_growth_after_warmup_mb"]
     rows.append(
         [
-            f"worker RSS growth after 5 s warm-up ({LATENCY_S:.0f} s, ~{lat['requests'] / LATENCY_S:.0f} req/s)",
+            f"worker RSS growth after 5 s warm-up "
+            f"({LATENCY_S:.0f} s, ~{lat['requests'] / LATENCY_S:.0f} req/s)",
             f"{growth} MB",
             "",
             "",

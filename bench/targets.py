@@ -1,4 +1,4 @@
-"""Benchmark targets on loopback: nginx (else a raw asyncio server) and a fixed-delay server that times itself."""
+"""Loopback benchmark targets: nginx (else a raw asyncio server) and a fixed-delay server timing itself."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ class FastProtocol(asyncio.Protocol):
 
 
 class DelayProtocol(asyncio.Protocol):
-    """Answers each request after a fixed delay and records its own time from request head to response write."""
+    """Answers each request after a fixed delay and times itself from request head to response write."""
 
     def __init__(self, delay_s: float, timings_us: list[int]) -> None:
         self.delay_s, self.timings_us, self.buffer = delay_s, timings_us, b""

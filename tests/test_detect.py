@@ -5,9 +5,12 @@ import pytest
 from amanflix_stress.amanflix.detect import explicit_lock, lock_wait
 from amanflix_stress.engine.client import Reply
 
-DEBUG_PAGE = """<!doctype html><html><head><title>{title} // Werkzeug Debugger</title></head>
-<body><h1>{title}</h1><div class="console"><p>The console is locked and needs to be unlocked by entering the PIN.
+DEBUG_PAGE = (
+    """<!doctype html><html><head><title>{title} // Werkzeug Debugger</title></head>
+<body><h1>{title}</h1><div class="console">"""
+    """<p>The console is locked and needs to be unlocked by entering the PIN.
 </p></div><pre>Traceback ...</pre></body></html>"""
+)
 
 
 def html_500(title: str) -> Reply:
@@ -30,8 +33,8 @@ def json_reply(status: int, body: str) -> Reply:
         ),
         (
             html_500(
-                "sqlalchemy.exc.TimeoutError: QueuePool limit of size 5 overflow 10 reached, connection timed out, "
-                "timeout 30.00"
+                "sqlalchemy.exc.TimeoutError: QueuePool limit of size 5 overflow 10 reached, "
+                "connection timed out, timeout 30.00"
             ),
             "pool_timeout",
         ),
@@ -65,7 +68,8 @@ def test_each_lock_signature_is_its_own_class(reply, kind):
     [
         html_500("KeyError: &#x27;username&#x27;"),  # the debugger page says "The console is locked" too
         html_500(
-            "TypeError: &#x27;&gt;&#x27; not supported between instances of &#x27;NoneType&#x27; and &#x27;int&#x27;"
+            "TypeError: &#x27;&gt;&#x27; not supported between instances of "
+            "&#x27;NoneType&#x27; and &#x27;int&#x27;"
         ),
         json_reply(403, '{"message":"Token has been blacklisted!","error_reason":"user_logged_out"}'),
         json_reply(200, '{"message":"database is locked"}'),

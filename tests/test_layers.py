@@ -1,4 +1,4 @@
-"""The package's layers: every import points down (engine <- amanflix <- output <- cli), the sandbox stands alone."""
+"""Package layers: all imports point down (engine <- amanflix <- output <- cli); the sandbox stands alone."""
 
 import ast
 from pathlib import Path

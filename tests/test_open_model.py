@@ -1,4 +1,4 @@
-"""End to end: --rate schedules arrivals whatever the replies do, and the report tells response from service time."""
+"""End to end: --rate paces arrivals whatever the replies do; the report tells response from service time."""
 
 import os
 

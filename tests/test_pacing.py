@@ -1,4 +1,4 @@
-"""The open-model schedule: due times, ramps, worker shares and dropping, as a table (the clock is passed in)."""
+"""The open-model schedule: due times, ramps, worker shares and dropping, as a table (clock passed in)."""
 
 import pytest
 
@@ -75,7 +75,7 @@ def test_two_workers_share_the_arrivals_without_overlap():
 def test_arrivals_overdue_beyond_the_bound_are_dropped_and_counted():
     schedule = ArrivalSchedule(build_segments(100, [], 10), drop_after_s=1.0)
     assert schedule.take(0.0) == 0.0
-    # the only thread came back 3.5 s later: arrivals due before 2.5 s are dropped, the one due at 2.5 s is taken
+    # the only thread returned 3.5 s later: arrivals due before 2.5 s are dropped; the one at 2.5 s is taken
     assert schedule.take(3.5) == pytest.approx(2.5)
     assert schedule.counts() == {"taken": 2, "dropped": 249, "late": 0}
 

@@ -1,4 +1,4 @@
-"""Run folders: the overlap lock, stale-lock takeover, retention, baselines, and what a cron run leaves behind."""
+"""Run folders: the overlap lock, stale-lock takeover, retention, baselines and what a cron run leaves."""
 
 import json
 import os

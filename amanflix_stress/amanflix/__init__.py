@@ -1,3 +1,3 @@
 """Amanflix behaviour: the API's contract, the users' journeys, lock detection, the catalog and run hooks.
 
-It plugs into the engine through the User protocol; it imports the engine and the shared leaves, never the outputs."""
+It plugs into the engine via the User protocol; it imports the engine and shared leaves, never the outputs."""

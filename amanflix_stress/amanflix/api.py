@@ -1,4 +1,4 @@
-"""The Amanflix client: every endpoint the users call, with the contract's encodings, token rules and names."""
+"""The Amanflix client: each endpoint the users call, with the contract's encodings, token rules and names."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def error_reason(reply: Reply) -> str:
 
 
 class AmanflixApi:
-    """One session of one account: its token and its calls. Every call records one Sample through the client."""
+    """One session of one account: its token and calls. Every call records one Sample through the client."""
 
     def __init__(self, client: HttpClient, lock_wait_s: float = 5.0, lock_tolerance_s: float = 0.6) -> None:
         self.client = client
@@ -73,7 +73,7 @@ class AmanflixApi:
         )
 
     def login(self, username: str, password: str, expect=OK, check=None) -> Reply:
-        """Log in; never inside the second the current token was issued in, which would return that same token."""
+        """Log in, but not in the second the current token was issued in: that would return the same token."""
         issued_s = token_claim(self.token, "iat") if self.token else None
         wait_s = max(
             self.last_login_mono + RELOGIN_SPACING_S - time.monotonic(),

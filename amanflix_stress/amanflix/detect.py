@@ -1,4 +1,4 @@
-"""Lock detection: the signatures of SQLite lock failures, shown or hidden, and the run's lock-issue summary."""
+"""Lock detection: signatures of SQLite lock failures, shown or hidden, and the run's lock-issue summary."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ EXPLAIN = {
     "db_locked": "500 naming 'database is locked' (direct commits, strict servers)",
     "pool_timeout": "500 after 30 s: every pooled SQLite connection was held (QueuePool limit)",
     "auth_locked": "500 auth_error: the token check's database read was blocked by a writer",
-    "db_error": "500 'due to database error' or another OperationalError: a commit failed, most often on a lock",
+    "db_error": "500 'due to database error' or another OperationalError: "
+    "a commit failed, most often on a lock",
     "lost_insert": "first write of a title answered 500 NoneType.isoformat: the insert was rolled back",
     "lost_update": "200 echoing old values: the update was rolled back after a lock and silently lost",
     "lost_write": "a write answered 200 that a later read-back does not show",
     "duplicate_rows": "concurrent first writes created two rows for one title (no unique constraint)",
-    "phantom_registration": "register answered 200 with a token for user 'None': the account was never stored",
+    "phantom_registration": "register answered 200 with a token for user 'None': "
+    "the account was never stored",
     "lock_wait": "a write answered after about the server's busy timeout: it most likely waited on a lock "
     "(on the real server such writes of my list, analytics and profile were lost)",
 }

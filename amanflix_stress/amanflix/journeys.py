@@ -1,4 +1,4 @@
-"""Amanflix users: registration, browse and watch journeys, two-device accounts, bursts, and final verification."""
+"""Amanflix users: registration, browse and watch journeys, two-device accounts, bursts and a final check."""
 
 from __future__ import annotations
 
@@ -104,8 +104,8 @@ class AmanflixUser(User):
         return True
 
     def load_mylist(self, api: AmanflixApi) -> None:
-        """Start from what the server holds: SQLite reuses a deleted user's id, and self-delete leaves its rows,
-        so a brand-new account can inherit a list."""
+        """Start from what the server holds: SQLite reuses a deleted user's id, and self-delete leaves its
+        rows, so a brand-new account can inherit a list."""
         if self.journeys["mylist_share"] <= 0 or self.wh["focus"]:
             return
         self.mylist = {key: True for key in listed_items(api.mylist_all(per_page=50)) or ()}
@@ -285,7 +285,7 @@ class AmanflixUser(User):
         return "lost_write", f"acknowledged watch_timestamp {valid[-1]:g}, the server holds {shown}"
 
     def join_burst(self, session: Session) -> bool:
-        """At the run's scheduled instants many users write the same title at once: the collision that locks."""
+        """At scheduled instants many users write the same title at once: the collision that locks."""
         elapsed_s = time.time() - self.ctx.start_s
         horizon_s = self.cfg["think_time_s"][1] + 0.5
         for number, (offset_s, item) in enumerate(self.ctx.shared.get("bursts", ())):

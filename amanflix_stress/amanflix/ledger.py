@@ -54,7 +54,7 @@ class WriteLedger:
             write.done_mono, write.outcome = time.monotonic(), outcome
 
     def explains(self, key: tuple, write: Write, shown) -> bool:
-        """True if a value the server shows is this write's, or that of another session's overlapping write."""
+        """True if a value the server shows is this write's or that of another session's overlapping write."""
         if same(shown, write.value):
             return True
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""Run-wide Amanflix steps in the coordinator: catalog and schedule before the run; cleanup, lock summary after."""
+"""Run-wide Amanflix steps (coordinator): catalog and schedule before the run; cleanup, lock summary after."""
 
 from __future__ import annotations
 

@@ -105,7 +105,8 @@ class Validation:
         if reply.status != 200 or echoed != PROBE_POSITION_S:
             return (
                 False,
-                f"POST /api/watch-history/update answered {reply.status} echoing {echoed}, sent {PROBE_POSITION_S}",
+                f"POST /api/watch-history/update answered {reply.status} "
+                f"echoing {echoed}, sent {PROBE_POSITION_S}",
             )
         back = self.api.get_history(*key)
         stored = (back.json() or {}).get("watch_timestamp") if back.status == 200 else None

@@ -7,13 +7,13 @@ import json
 import re
 import ssl
 
-# every class the engine itself gives a failed request; behaviours add their own (amanflix.detect.LOCK_CLASSES)
+# every class the engine gives a failed request; behaviours add their own (amanflix.detect.LOCK_CLASSES)
 ENGINE_CLASSES = ("connect", "timeout", "tls", "read", *(f"http_{n}xx" for n in range(1, 6)), "http_other")
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.I | re.S)
 
 
 def classify_exception(exc: BaseException) -> tuple[str, str]:
-    """(error class, message) for a request that got no response (connect failures are classed by the client)."""
+    """(error class, message) for a request that got no response (the client classes connect failures)."""
     if isinstance(exc, TimeoutError):
         return "timeout", "read timed out"
     if isinstance(exc, ssl.SSLError):  # an untrusted certificate is not a dropped connection

@@ -1,4 +1,4 @@
-"""Generator self-health: a worker's CPU, thread saturation and schedule lag, and whether the run was degraded."""
+"""Generator self-health: a worker's CPU, thread saturation, schedule lag, and if the run was degraded."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LAG_LIMIT_MS = 25.0  # p99 schedule lag above this: threads woke that late, so l
 
 
 def pin_to_core(worker_id: int) -> int | None:
-    """Pin this process to one of the cores it may use (round robin by worker id); None where the platform can't."""
+    """Pin this process to one allowed core (round robin by worker id); None where the platform can't."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     try:
@@ -28,7 +28,7 @@ def pin_to_core(worker_id: int) -> int | None:
 
 
 class HealthMeter:
-    """Worker side: timer lag (how late a thread woke versus when it asked to) and busy threads, per batch window.
+    """Worker side: timer lag (how late a thread woke vs. when it asked) and busy threads, per batch window.
 
     Clocks are passed in so a test can drive them.
     """
@@ -48,7 +48,7 @@ class HealthMeter:
         self.lags_us.append(max(0, int(lag_s * 1e6)))  # list.append is atomic: no lock on the hot path
 
     def busy(self, busy_threads: int | None, threads: int) -> None:
-        """A look at the user threads: how many there are and (open model) how many were running an arrival."""
+        """A look at the user threads: how many exist and (open model) how many were running an arrival."""
         if busy_threads is not None:
             self.busy_sum += busy_threads
             self.busy_samples += 1
@@ -126,7 +126,7 @@ class WorkerHealth:
 
 
 def degraded_reasons(rows: list[dict]) -> list[str]:
-    """Why the generator itself was the bottleneck, one reason per worker and cause; empty when it was healthy."""
+    """Why the generator itself was the bottleneck, one reason per worker and cause; empty if healthy."""
     cpu_limit, lag_limit_ms = CPU_LIMIT_CORES, LAG_LIMIT_MS
     reasons = []
     for row in rows:
@@ -154,7 +154,7 @@ def health_report(rows: list[dict]) -> dict:
 
 
 def verdict_note(health: dict | None) -> str:
-    """What the one-line verdict adds when the generator was the bottleneck (the exit code stays the thresholds')."""
+    """What the verdict line adds if the generator was the bottleneck (exit code stays the thresholds')."""
     if not health or not health.get("degraded"):
         return ""
     return f"; DEGRADED: the generator was the bottleneck ({'; '.join(health['reasons'])})"

@@ -1,4 +1,4 @@
-"""Open-model pacing: when each arrival is due, as pure functions of the rate stages and the time passed in."""
+"""Open-model pacing: when each arrival is due, as pure functions of the rate stages and time passed in."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ class Segment(NamedTuple):
 
 
 def build_segments(rate: float, stages: list, total_s: float) -> list[Segment]:
-    """The rate over time: `rate` at first, each [duration_s, rate] stage ramps linearly to its rate, and the last
-    rate holds until total_s. Without stages the rate is constant."""
+    """The rate over time: `rate` at first, each [duration_s, rate] stage ramps linearly to its rate, and
+    the last rate holds until total_s. Without stages the rate is constant."""
     segments: list[Segment] = []
     start_s, arrivals, current = 0.0, 0.0, float(rate)
     for duration_s, target in [*stages, [max(0.0, total_s - sum(d for d, _r in stages)), None]]:
@@ -74,7 +74,7 @@ def arrival_time_s(segments: list[Segment], k: int) -> float | None:
 
 
 class ArrivalSchedule:
-    """One worker's share of the run's arrivals (k = worker_id, worker_id + workers, ...), taken by user threads.
+    """One worker's share of the arrivals (k = worker_id, worker_id + workers, ...), taken by user threads.
 
     The clock is passed in: `take(now_s)` with seconds since the run's start. Thread-safe.
     """

@@ -1,4 +1,4 @@
-"""Baseline comparison: this run's endpoints against an earlier report, flagging latency and error regressions."""
+"""Baseline comparison: this run's endpoints vs an earlier report, flagging latency and error regressions."""
 
 from __future__ import annotations
 

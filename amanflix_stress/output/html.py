@@ -1,4 +1,4 @@
-"""The HTML report: one self-contained page with matplotlib SVG charts of the time series and the report's tables."""
+"""The HTML report: one self-contained page of matplotlib SVG time-series charts and the report's tables."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def to_svg(fig: Figure, salt: str) -> str:
         fig.savefig(out, format="svg")
     svg = out.getvalue()
     svg = svg[svg.index("<svg") :]
-    # matplotlib numbers its ids per figure (figure_1, axes_1, ...): prefix them so ids stay unique on the page
+    # matplotlib numbers ids per figure (figure_1, axes_1, ...): prefix them so ids stay unique on the page
     return re.sub(r'(id="|url\(#|href="#)', lambda m: f"{m.group(1)}{salt}-", svg)
 
 

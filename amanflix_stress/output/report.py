@@ -443,7 +443,8 @@ def progress_line(snapshot: dict, total_s: float) -> str:
     if snapshot["phase"] == "setup":
         return (
             f"[setup] preparing users (registration, login): {snapshot['requests']:,} requests, "
-            f"{snapshot['failures']:,} failed; workers ready {snapshot['workers_ready']}/{snapshot['workers']}"
+            f"{snapshot['failures']:,} failed; "
+            f"workers ready {snapshot['workers_ready']}/{snapshot['workers']}"
         )
     if snapshot["phase"] == "teardown":
         return (

@@ -1,4 +1,4 @@
-"""Run folders: a timestamped folder per run under --report-dir, the overlap lock, retention, and the files inside."""
+"""Run folders: a timestamped folder per run under --report-dir, its files, the overlap lock and retention."""
 
 from __future__ import annotations
 
@@ -143,7 +143,8 @@ class RunDir:
         self.stale = self.lock.acquire()
         if self.stale:
             print(
-                f"amanflix-stress: note: took over the lock of a run that did not finish ({describe(self.stale)})",
+                f"amanflix-stress: note: took over the lock of a run that did not finish "
+                f"({describe(self.stale)})",
                 file=sys.stderr,
             )
         self.folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

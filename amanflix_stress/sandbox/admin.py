@@ -1,4 +1,4 @@
-"""/api/admin: login, user list, single and batch user delete, notification creation; and /api/sandbox/truth."""
+"""/api/admin: login, user list, single and batch user delete, new notifications; and /api/sandbox/truth."""
 
 from __future__ import annotations
 

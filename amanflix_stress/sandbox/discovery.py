@@ -1,4 +1,4 @@
-"""/api/discovery (random, trending, featured, new-titles) and the public /api/search and /api/autocomplete."""
+"""/api/discovery (random, trending, featured, new-titles) and public /api/search and /api/autocomplete."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ W = schema.watch_history
 
 
 def record_json(row) -> dict:
-    """The /update record. A lost insert has watched_at None: .isoformat() then fails exactly like upstream."""
+    """The /update record. A lost insert has watched_at None: .isoformat() then fails just like upstream."""
     return {
         "id": row["id"],
         "content_type": row["content_type"],
