@@ -6,6 +6,7 @@ import contextlib
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +21,7 @@ class CountingServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.connections = 0
+        self.in_flight = self.max_in_flight = 0  # /delay requests being served at once: what a cap limits
         self.first_load_request = threading.Event()  # the reachability check's GET / does not count
         self.release = threading.Event()  # /hang waits on it
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -33,6 +35,18 @@ class CountingServer(ThreadingHTTPServer):
             self.counts[route] = self.counts.get(route, 0) + 1
         if route != "/":
             self.first_load_request.set()
+
+    @contextmanager
+    def serving(self):
+        """Count a request as in flight while the block runs."""
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def total(self) -> int:
         with self.lock:
@@ -68,7 +82,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
             return
         if route == "/delay":
-            time.sleep(float(query.get("ms", ["50"])[0]) / 1000.0)  # the server's own fixed delay
+            with self.server.serving():
+                time.sleep(float(query.get("ms", ["50"])[0]) / 1000.0)  # the server's own fixed delay
         if route == "/hang":
             self.server.release.wait(30)
         if route in ("/chunked", "/eof"):

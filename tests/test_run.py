@@ -10,6 +10,7 @@ import pytest
 from helpers import fast_profile, free_port, read_report, start_cli, worker_pids
 
 from amanflix_stress.cli import main
+from amanflix_stress.engine import client
 
 pytestmark = pytest.mark.slow
 
@@ -101,9 +102,22 @@ def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
         ]
     )
     data = read_report(report)
-    # the server delays 50 ms, so two slots allow at most ~40 requests a second
-    assert data["totals"]["requests"] <= 2 * 2 / 0.05 + 4
-    assert data["totals"]["requests"] > 10
+    # eight eager users on two workers share two slots: the server never serves more than two at once, and
+    # with six users always waiting for a slot it serves two at once as soon as both are held
+    assert server.max_in_flight == 2
+    assert data["totals"]["requests"] == server.counts["/delay"] > 2
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason="closed model: client.py reports no slot wait")
+def test_time_waiting_for_a_max_concurrent_slot_is_reported_as_wait(tmp_path, server):
+    """README: where requests waited before being sent (--max-concurrent), response and service time show."""
+    report = tmp_path / "r.json"
+    profile = fast_profile(tmp_path, server, path="/delay")
+    flags = ["--users", "6", "--workers", "1", "--duration", "1s", "--max-concurrent", "1"]
+    main(["run", "--profile", profile, *flags, "--report-json", str(report), "--quiet"])
+    (row,) = read_report(report)["endpoints"]
+    # six users on one slot: each waits for the other five's 50 ms requests
+    assert row["response_p50_ms"] > row["p50_ms"] + 50
 
 
 def test_a_hanging_target_still_ends_on_time(tmp_path, server):
@@ -205,13 +219,28 @@ def test_a_worker_killed_with_sigkill_is_named_in_the_report(tmp_path, server):
     assert "WORKER PROBLEMS" in out
 
 
-def test_unreachable_target_is_one_line_within_3_s_and_exit_3(capsys):
+def test_unreachable_target_is_one_line_and_exit_3(capsys):
     port = free_port()
-    started = time.monotonic()
     assert main(["run", "--base-url", f"http://127.0.0.1:{port}", "--duration", "1s"]) == 3
-    assert time.monotonic() - started < 3.5
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unreachable" in err
+    assert err.count("\n") == 1 and "unreachable (nothing accepts connections there)" in err
+
+
+def test_a_target_that_never_answers_is_given_up_on_after_the_reachability_timeout(capsys):
+    """The kernel accepts the handshake for a listener that never accepts: only a timeout ends the wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        started = time.monotonic()
+        code = main(
+            ["run", "--base-url", f"http://127.0.0.1:{listener.getsockname()[1]}", "--duration", "1s"]
+        )
+        waited_s = time.monotonic() - started
+    assert code == 3
+    # it waited its own timeout, not the profile's 30 s read timeout (margin for a loaded machine)
+    assert client.REACHABLE_TIMEOUT_S - 0.1 <= waited_s < client.REACHABLE_TIMEOUT_S + 10
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no answer within {client.REACHABLE_TIMEOUT_S:g} s" in err
 
 
 @pytest.mark.parametrize(

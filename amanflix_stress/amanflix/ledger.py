@@ -54,7 +54,7 @@ class WriteLedger:
             write.done_mono, write.outcome = time.monotonic(), outcome
 
     def explains(self, key: tuple, write: Write, shown) -> bool:
-        """True if a value the server shows is this write's or that of another session's overlapping write."""
+        """True if a shown value is this write's, or that of another session's overlapping write."""
         if same(shown, write.value):
             return True
         now = time.monotonic()
@@ -77,11 +77,12 @@ class WriteLedger:
         if not acked:
             return None
         latest_send = max(w.send_mono for w in acked)
+        # an unknown outcome (a timeout) ended our wait, not the server's: it may land after any later write
         return [
             w.value
             for w in history
-            if w.outcome in ("acked", "unknown", "in_flight")
-            and (w.done_mono is None or w.done_mono >= latest_send)
+            if w.outcome == "unknown"
+            or (w.outcome in ("acked", "in_flight") and (w.done_mono is None or w.done_mono >= latest_send))
         ]
 
     def keys(self) -> list[tuple]:
