@@ -40,7 +40,7 @@ class AmanflixUser(User):
         return run_hooks.prepare_run(plan)
 
     @staticmethod
-    def finish_run(plan: RunPlan, result: RunResult) -> dict:
+    def finish_run(plan: RunPlan, result: RunResult) -> run_hooks.RunFindings:
         """Cleanup and the lock summary, once after the workers stopped."""
         return run_hooks.finish_run(plan, result)
 
@@ -272,7 +272,10 @@ class AmanflixUser(User):
 
     def read_back(self, session: Session, key: tuple) -> Reply:
         self.counts["readbacks"] += 1
-        return session.api.get_history(*key, check=lambda r: self.judge_stored(key, r))
+        kind, content_id, season, episode = key  # a watch key: (kind, content_id, season, episode)
+        return session.api.get_history(
+            kind, content_id, season, episode, check=lambda r: self.judge_stored(key, r)
+        )
 
     def judge_stored(self, key: tuple, reply: Reply):
         valid = self.ledger.valid_final(key)
@@ -372,7 +375,10 @@ class AmanflixUser(User):
         for key in self.ledger.keys()[-VERIFY_KEYS_MAX:]:
             if self.ledger.valid_final(key) is not None:
                 self.counts["final_keys_verified"] += 1
-                api.get_history(*key, check=lambda r, k=key: self.judge_stored(k, r))
+                kind, content_id, season, episode = key
+                api.get_history(
+                    kind, content_id, season, episode, check=lambda r, k=key: self.judge_stored(k, r)
+                )
         self.count_duplicates(api)
         self.verify_mylist(api)
 

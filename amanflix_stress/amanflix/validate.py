@@ -33,7 +33,7 @@ class Validation:
         self.user_id: int | None = None
 
     def run(self) -> list[tuple[str, bool, str]]:
-        results = []
+        results: list[tuple[str, bool, str]] = []
         for name, check in zip(
             CHECKS,
             (

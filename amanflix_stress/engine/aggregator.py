@@ -184,21 +184,22 @@ class Aggregator:
 
     def close_intervals(self, now_s: float, final: bool = False) -> None:
         """Close each interval that is over (all when final): its row joins `intervals`, then the sink."""
-        if self.start_s is None:
+        run_start_s = self.start_s
+        if run_start_s is None:
             return
         for index in sorted(self.open_intervals):
-            end_s = self.start_s + (index + 1) * self.interval_s
+            end_s = run_start_s + (index + 1) * self.interval_s
             if not final and now_s < end_s + CLOSE_GRACE_S:
                 break
             row = self._interval_row(
-                index, self.open_intervals.pop(index), min(end_s, now_s) if final else end_s
+                index, self.open_intervals.pop(index), run_start_s, min(end_s, now_s) if final else end_s
             )
             self.closed_upto = index
             self.intervals.append(row)
             self.on_interval(row)
 
-    def _interval_row(self, index: int, stats: Stats, end_s: float) -> dict:
-        start_s = self.start_s + index * self.interval_s
+    def _interval_row(self, index: int, stats: Stats, run_start_s: float, end_s: float) -> dict:
+        start_s = run_start_s + index * self.interval_s
         span_s = max(end_s - start_s, 1e-9)
         total = total_series(stats)
         p50, _p90, p95, p99, _p999 = total.percentiles_us()
@@ -222,10 +223,11 @@ class Aggregator:
 
     def progress(self, now_s: float) -> dict:
         """A snapshot for the live progress line: preparing users, the measured phase, or verification."""
-        phase = "run" if self.start_s else "setup"
+        run_start_s = self.start_s
+        phase = "run" if run_start_s else "setup"
         if self.phases["teardown"].requests:
             phase = "teardown"
-        if phase != "run":
+        if phase != "run" or not run_start_s:  # the second test only tells mypy: "run" has a start time
             stats = self.phases[phase]
             ready = sum(w.status in ("ready", "running", "done") for w in self.workers.values())
             return {
@@ -235,7 +237,7 @@ class Aggregator:
                 "workers_ready": ready,
                 "workers": len(self.workers),
             }
-        elapsed = max(now_s - self.start_s, 1e-9)
+        elapsed = max(now_s - run_start_s, 1e-9)
         last = self.last_interval_row or {}
         return {
             "phase": "run",

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from amanflix_stress import __version__
 from amanflix_stress.engine.aggregator import WorkerState
@@ -23,11 +24,15 @@ from amanflix_stress.engine.plan import RunPlan, WorkerShare
 from amanflix_stress.engine.worker import run_worker
 from amanflix_stress.errors import EXIT_UNREACHABLE, SetupFailed, StressError, UsageError
 
-try:  # an optional extra: without it only --cluster is unavailable
+if TYPE_CHECKING:  # mypy checks the paths that run with the extra; require_dask() guards each entry point
     import dask
     import distributed
-except ImportError:  # pragma: no cover - exercised by patching `distributed` to None
-    dask = distributed = None
+else:
+    try:  # an optional extra: without it only --cluster is unavailable
+        import dask
+        import distributed
+    except ImportError:  # pragma: no cover - exercised by patching `distributed` to None
+        dask = distributed = None
 
 INSTALL_HINT = "pip install 'amanflix-stress[cluster]'"
 CONNECT_TIMEOUT_S = 10.0  # reaching the scheduler and seeing at least one worker
@@ -90,12 +95,14 @@ def run_on_cluster(
 @contextlib.contextmanager
 def connect(address: str) -> Iterator[distributed.Client]:
     """A client on the cluster (started here for local:N), checked to run our version; closed on exit."""
-    kind, where = parse_address(address)
+    _kind, where = parse_address(address)
     with contextlib.ExitStack() as stack:
-        if kind == "local":
+        if isinstance(where, int):  # local:N, the only kind parsed to a number
             cluster = stack.enter_context(start_local_cluster(where))
-            where = cluster.scheduler_address
-        client = stack.enter_context(_client(where))
+            scheduler = cluster.scheduler_address
+        else:
+            scheduler = where
+        client = stack.enter_context(_client(scheduler))
         check_workers(client, address)
         yield client
 

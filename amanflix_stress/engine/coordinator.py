@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from amanflix_stress.engine.aggregator import Aggregator, WorkerState
 from amanflix_stress.engine.client import check_reachable
@@ -15,7 +16,9 @@ from amanflix_stress.engine.plan import RunPlan, WorkerShare, worker_shares
 from amanflix_stress.engine.user import behaviour_class
 from amanflix_stress.engine.worker import TICK_S, run_worker
 
-START_METHOD = "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
+START_METHOD: Final = (
+    "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
+)
 WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
@@ -79,7 +82,7 @@ class Coordinator:
         self.results = self._make_results()
         self.control = self._make_control()
         self.aggregator = Aggregator(plan.interval_s, on_interval)  # on_interval: e.g. the time series file
-        self.processes: dict[int, multiprocessing.Process] = {}
+        self.processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self.interrupts = 0
         self.stop_reason = ""
 

@@ -103,7 +103,7 @@ class WorkerHealth:
         cpu = None
         if self.first and self.last and self.last[1] > self.first[1]:
             cpu = round((self.last[0] - self.first[0]) / (self.last[1] - self.first[1]), 3)
-        lag = [None, None]
+        lag: list[float | None] = [None, None]
         if self.lag_hist.any():
             lag = [
                 round(v / 1000.0, 3)

@@ -187,16 +187,16 @@ class Stats:
             tally["requests"] += 1
             if s.error:
                 tally[s.error] = tally.get(s.error, 0) + 1
-                key = (s.error, s.status, normalise_message(s.message))
-                self.errors.setdefault(key, ErrorGroup()).add(s)
-        for key, (latencies, waits) in groups.items():
-            self.series.setdefault(key, Series()).add(latencies, waits)
+                error_key = (s.error, s.status, normalise_message(s.message))
+                self.errors.setdefault(error_key, ErrorGroup()).add(s)
+        for series_key, (latencies, waits) in groups.items():
+            self.series.setdefault(series_key, Series()).add(latencies, waits)
 
     def merge(self, other: Stats) -> None:
-        for key, series in other.series.items():
-            self.series.setdefault(key, Series()).merge(series)
-        for key, group in other.errors.items():
-            self.errors.setdefault(key, ErrorGroup()).merge(group)
+        for series_key, series in other.series.items():
+            self.series.setdefault(series_key, Series()).merge(series)
+        for error_key, group in other.errors.items():
+            self.errors.setdefault(error_key, ErrorGroup()).merge(group)
         for user, tally in other.users.items():
             _add_counts(self.users.setdefault(user, {"requests": 0}), tally)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -68,7 +68,7 @@ class Behaviour(Protocol):
     def prepare_run(plan: RunPlan) -> dict: ...
 
     @staticmethod
-    def finish_run(plan: RunPlan, result: RunResult) -> dict: ...
+    def finish_run(plan: RunPlan, result: RunResult) -> Mapping[str, object]: ...
 
 
 class User:
@@ -101,7 +101,7 @@ class User:
         return {}
 
     @staticmethod
-    def finish_run(plan: RunPlan, result: RunResult) -> dict:
+    def finish_run(plan: RunPlan, result: RunResult) -> Mapping[str, object]:
         """Once per run in the coordinator, after the workers stopped: report sections to add (cleanup...)."""
         return {}
 

@@ -55,8 +55,9 @@ class Worker:
         ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], share.setup_timeout_s)
         users = [u for u, ok in zip(everyone, ready) if ok is True]
         self.send(Ready(self.id, users_ready=len(users), users_dropped=len(ready) - len(users)))
-        self.start_s = self.wait_go()
-        if self.start_s is not None:
+        start_s = self.wait_go()
+        if start_s is not None:
+            self.start_s = start_s
             for user in users:
                 user.ctx.start_s = self.start_s
             self.run_users(users)
@@ -154,7 +155,7 @@ class Worker:
     def user_loop(self, user: Behaviour) -> None:
         try:
             if self.schedule is not None:
-                self.arrival_loop(user)
+                self.arrival_loop(user, self.schedule)
             while self.schedule is None and not self.stop.is_set():
                 user.step()
         except Exception:
@@ -162,12 +163,12 @@ class Worker:
         finally:
             self.active_users -= 1
 
-    def arrival_loop(self, user: Behaviour) -> None:
+    def arrival_loop(self, user: Behaviour, schedule: ArrivalSchedule) -> None:
         """Open model: take the next arrival, wait until it is due, run a step carrying its intended start."""
         clients = self.clients.get(user.ctx.index, [])
         while not self.stop.is_set():
             now_s = self.elapsed_s()
-            due_s = self.schedule.take(now_s)
+            due_s = schedule.take(now_s)
             if due_s is None:
                 return
             if due_s > now_s:
@@ -176,7 +177,7 @@ class Worker:
                 self.health.lag(
                     self.elapsed_s() - due_s
                 )  # an idle thread woke this late: the generator's lag
-            self.schedule.count_late(self.elapsed_s() - due_s)
+            schedule.count_late(self.elapsed_s() - due_s)
             for client in clients:
                 client.intended_ns = self.origin_ns + int(due_s * 1e9)
             with self.busy:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES
@@ -78,7 +79,7 @@ def time_axis(rows: list[dict], edge: str = "end_s") -> tuple[list[float], str]:
     return [(row[edge] - origin) / scale for row in rows], unit
 
 
-def new_chart(title: str, ylabel: str, unit: str) -> tuple[Figure, object]:
+def new_chart(title: str, ylabel: str, unit: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=CHART_SIZE_IN, layout="constrained")
     axes = fig.add_subplot()
     axes.set_title(title, loc="left", fontsize=12)
@@ -99,7 +100,7 @@ def to_svg(fig: Figure, salt: str) -> str:
     return re.sub(r'(id="|url\(#|href="#)', lambda m: f"{m.group(1)}{salt}-", svg)
 
 
-def empty(axes, message: str) -> None:
+def empty(axes: Axes, message: str) -> None:
     axes.text(0.5, 0.5, message, transform=axes.transAxes, ha="center", va="center", color="#888")
 
 

@@ -131,26 +131,26 @@ class RunDir:
         self.stale: dict | None = None
 
     def __enter__(self) -> RunDir:
-        if self.root:
-            self._open_folder()
+        if self.root and self.lock is not None:  # the lock exists exactly when root is set
+            self._open_folder(self.root, self.lock)
         return self
 
-    def _open_folder(self) -> None:
+    def _open_folder(self, root: Path, lock: DirLock) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--report-dir {self.root}: cannot create it ({exc.strerror})") from None
-        self.stale = self.lock.acquire()
+            raise UsageError(f"--report-dir {root}: cannot create it ({exc.strerror})") from None
+        self.stale = lock.acquire()
         if self.stale:
             print(
                 f"amanflix-stress: note: took over the lock of a run that did not finish "
                 f"({describe(self.stale)})",
                 file=sys.stderr,
             )
-        self.folder = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        self.folder.mkdir()
-        (self.folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
-        self.report_path = str(self.folder / FILES["report"])
+        folder = self.folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        folder.mkdir()
+        (folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
+        self.report_path = str(folder / FILES["report"])
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type and self.folder and not (self.folder / FILES["report"]).exists():
@@ -161,11 +161,12 @@ class RunDir:
     def load_baseline(self) -> BaselineRun | None:
         """The configured baseline report, read back; None when there is none (yet)."""
         wanted = self.reporting["baseline"]
-        path = (
-            previous_report(self.root, self.folder)
-            if wanted == "previous"
-            else (Path(wanted) if wanted else None)
-        )
+        if wanted == "previous":
+            if self.root is None:  # __init__ refuses this combination
+                raise UsageError("--baseline previous needs --report-dir DIR (or [reporting] report_dir)")
+            path = previous_report(self.root, self.folder)
+        else:
+            path = Path(wanted) if wanted else None
         if path is None:
             return None
         return load_baseline(str(path))
@@ -178,7 +179,7 @@ class RunDir:
         if self.folder:
             (self.folder / FILES["summary"]).write_text(summary + "\n")
             written.append(f"summary: {self.folder / FILES['summary']}")
-            written += self._write_html(report)
+            written += self._write_html(report, self.folder)
         written += self._write_junit(report)
         removed = prune(self.root, self.reporting["keep"]) if self.root else []
         if removed:
@@ -187,14 +188,14 @@ class RunDir:
             return "\n".join([f"results: {self.folder}", *problem_lines(report), report.verdict.summary])
         return "\n".join([summary, *written, report.verdict.summary])
 
-    def _write_html(self, report: Report) -> list[str]:
+    def _write_html(self, report: Report, folder: Path) -> list[str]:
         if not self.reporting["html"]:
             return []
         try:
             from amanflix_stress.output.html import read_timeseries, render_html
         except ImportError as exc:
             return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
-        path = self.folder / FILES["html"]
+        path = folder / FILES["html"]
         path.write_text(render_html(report, read_timeseries(report.meta.timeseries)))
         return [f"html: {path}"]
 

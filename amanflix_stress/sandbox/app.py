@@ -104,6 +104,8 @@ def build_state(cfg: SandboxConfig) -> SandboxState:
     """Open (or create and seed) the database for `cfg` and assemble the shared state."""
     cfg, temp_dir = resolve(cfg)
     try:
+        if cfg.db_path is None or cfg.admin_password is None:
+            raise ValueError("resolve() left db_path or admin_password unset")
         engine = make_engine(cfg.db_path, cfg.mode, cfg.busy_timeout_s)
         create_schema(engine, cfg.mode)
         if cfg.catalog == "default":

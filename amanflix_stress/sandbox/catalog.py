@@ -107,7 +107,9 @@ def movie_rows(rng: random.Random, now: datetime, titles: set) -> list[dict]:
 
 
 def show_rows(rng: random.Random, now: datetime, titles: set) -> tuple[list, list, list]:
-    shows, seasons, episodes = [], [], []
+    shows: list[dict] = []
+    seasons: list[dict] = []
+    episodes: list[dict] = []
     for i, sid in enumerate(_ids(rng, KNOWN_SHOWS, N_SHOWS)):
         added = now - timedelta(hours=12 * i + 6) if i < 3 else now - timedelta(days=12 + 4 * i)
         shows.append(
@@ -155,7 +157,8 @@ def seed(engine, seed_value: int = 1399) -> bool:
     with engine.begin() as conn:
         if conn.execute(select(func.count()).select_from(schema.movie)).scalar_one():
             return False
-        rng, now, titles = random.Random(seed_value), utcnow(), set()
+        rng, now = random.Random(seed_value), utcnow()
+        titles: set[str] = set()
         conn.execute(insert(schema.movie), movie_rows(rng, now, titles))
         shows, seasons, episodes = show_rows(rng, now, titles)
         conn.execute(insert(schema.tvshow), shows)

@@ -69,7 +69,7 @@ def debug_page(exc: BaseException) -> Response:
     return Response(body, status=500, mimetype="text/html")
 
 
-def not_found(_exc) -> Response:
+def not_found(_exc) -> tuple[Response, int]:
     return jsonify(NOT_FOUND), 404
 
 

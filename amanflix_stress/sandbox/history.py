@@ -86,10 +86,23 @@ def upsert_fixed(conn, values: dict) -> dict:
     return _reload(conn, row_id)
 
 
+def upstream_percent(timestamp: object, duration: object) -> float:
+    """Upstream's `(timestamp / duration) * 100 if duration > 0 else 0` on the raw JSON values, raising the
+    TypeError (same message) Python raises there when a value it reaches is not a number (missing: None)."""
+    if not isinstance(duration, (int, float)):
+        raise TypeError(f"'>' not supported between instances of '{type(duration).__name__}' and 'int'")
+    if not duration > 0:
+        return 0
+    if not isinstance(timestamp, (int, float)):
+        names = f"'{type(timestamp).__name__}' and '{type(duration).__name__}'"
+        raise TypeError(f"unsupported operand type(s) for /: {names}")
+    return (timestamp / duration) * 100
+
+
 def update_values(data: dict, user_id: int) -> dict:
     """Columns for /update; total_duration that is not a number raises TypeError (upstream's 500 page)."""
     timestamp, duration = data.get("watch_timestamp"), data.get("total_duration")
-    percent = (timestamp / duration) * 100 if duration > 0 else 0
+    percent = upstream_percent(timestamp, duration)
     return {
         "user_id": user_id,
         "content_type": data.get("content_type"),
@@ -252,7 +265,7 @@ def current(content_type: str, content_id: int):
 @user_required
 def show_episodes(show_id: int):
     rows = [r for r in user_rows(g.user["id"]) if r["content_type"] == "tv" and r["content_id"] == show_id]
-    first = {}
+    first: dict[tuple[int | None, int | None], dict] = {}
     for r in rows:  # lowest id per episode, as upstream's lookups see it
         first.setdefault((r["season_number"], r["episode_number"]), r)
     return jsonify(

@@ -121,6 +121,8 @@ def start_sandbox(cfg: SandboxConfig | None = None, log_requests: bool = False) 
 
 def cli_args(cfg: SandboxConfig) -> list[str]:
     """The `python -m amanflix_stress.sandbox` arguments equivalent to `cfg` (db and password resolved)."""
+    if cfg.db_path is None or cfg.admin_password is None:
+        raise ValueError("cli_args needs a resolved config: db_path and admin_password set")
     args = [
         "--port",
         str(cfg.port),

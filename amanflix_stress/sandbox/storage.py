@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+from typing import TypeGuard
 
 from flask import current_app, g
 from sqlalchemy import create_engine, event
@@ -22,7 +24,7 @@ def retry_delay_s(attempt: int) -> float:
     return min(LOCK_RETRY_BASE_S * 2**attempt, LOCK_RETRY_MAX_S)
 
 
-def is_locked(exc: BaseException) -> bool:
+def is_locked(exc: BaseException) -> TypeGuard[OperationalError]:
     """True for SQLite's 'database is locked' / 'database table is locked'."""
     return isinstance(exc, OperationalError) and "is locked" in str(exc.orig)
 
@@ -70,6 +72,7 @@ class Store:
         self._writer = threading.Lock()  # `fixed`: one writer at a time inside this process
         self._in_flight = threading.Condition()
         self.writes_in_flight = 0  # requests inside write(): under a held lock, all are waiting on it
+        self._counted: weakref.WeakSet[OperationalError] = weakref.WeakSet()  # lock errors already counted
 
     def write(self, conn, endpoint: str, work):
         """Run work(conn) and commit like upstream's safe_commit. Returns (persisted, result of work).
@@ -180,10 +183,10 @@ class Store:
         with self._in_flight:
             return self._in_flight.wait_for(lambda: self.writes_in_flight >= count, timeout_s)
 
-    def count_lock(self, exc: BaseException, endpoint: str, retried: bool = False) -> None:
-        if not getattr(exc, "sandbox_counted", False):
+    def count_lock(self, exc: OperationalError, endpoint: str, retried: bool = False) -> None:
+        if exc not in self._counted:
             self.truth.lock_event(endpoint, retried)
-            exc.sandbox_counted = True
+            self._counted.add(exc)
 
 
 def count_unhandled_lock(exc: BaseException, endpoint: str) -> None:
