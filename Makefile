@@ -32,10 +32,10 @@ demo: $(DEMO_VENV)/bin/python
 	$(DEMO_VENV)/bin/python -m pip install $(PIP_QUIET) '.[sandbox,html]'
 	$(DEMO_VENV)/bin/amanflix-stress demo
 
-# `typecheck` joins `test` once mypy is clean
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff format --check $(FORMATTED)
 	$(VENV)/bin/ruff check $(FORMATTED)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python .ci/install_check.py
 	$(VENV)/bin/python -m pytest
 
