@@ -46,6 +46,7 @@ def test_retention_removes_only_the_oldest_run_folders(tmp_path):
     for name in names:
         (tmp_path / name).mkdir()
         (tmp_path / name / MARKER_NAME).write_text("{}")
+        (tmp_path / name / "report.json").write_text("{}")
     (tmp_path / "20260101-000000-ffffff").mkdir()  # looks like a run but has no marker: not ours to delete
     (tmp_path / "notes").mkdir()
     removed = prune(tmp_path, keep=2)
@@ -53,6 +54,19 @@ def test_retention_removes_only_the_oldest_run_folders(tmp_path):
     assert [p.name for p in run_folders(tmp_path)] == names[3:]
     assert (tmp_path / "20260101-000000-ffffff").is_dir() and (tmp_path / "notes").is_dir()
     assert prune(tmp_path, keep=0) == []
+
+
+def test_retention_counts_only_complete_runs_so_a_crash_never_deletes_the_newest_good_run(tmp_path):
+    good = [f"2026010{day}-020000-abcdef" for day in range(1, 4)]
+    crashed = ["20260100-020000-abcdef", "20260104-020000-abcdef"]  # one before the good runs, one after
+    for name in good + crashed:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MARKER_NAME).write_text("{}")
+    for name in good:
+        (tmp_path / name / "report.json").write_text("{}")
+    removed = prune(tmp_path, keep=2)
+    assert [p.name for p in removed] == [crashed[0], good[0]]
+    assert [p.name for p in run_folders(tmp_path)] == [*good[1:], crashed[1]]  # the newest good run stays
 
 
 def smoke_args(server, report_dir, *extra):

@@ -89,10 +89,20 @@ def run_folders(root: Path) -> list[Path]:
     )
 
 
+def is_complete(folder: Path) -> bool:
+    """A run folder counts once its report is written: a crashed run's folder is not a run to keep."""
+    return (folder / FILES["report"]).is_file()
+
+
 def prune(root: Path, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` run folders (0 keeps everything)."""
+    """Keep the newest `keep` complete runs (0 keeps everything); remove older runs, and crashed runs'
+    folders older than the oldest run kept. A crashed run never pushes a good one (the baseline) out."""
     folders = run_folders(root)
-    doomed = folders[:-keep] if 0 < keep < len(folders) else []
+    complete = [f for f in folders if is_complete(f)]
+    if not 0 < keep < len(complete):
+        return []
+    oldest_kept = complete[-keep]
+    doomed = [f for f in folders if f < oldest_kept]
     for folder in doomed:
         shutil.rmtree(folder, ignore_errors=True)
     return doomed
@@ -100,7 +110,7 @@ def prune(root: Path, keep: int) -> list[Path]:
 
 def previous_report(root: Path, current: Path | None) -> Path | None:
     for folder in reversed(run_folders(root)):
-        if folder != current and (folder / FILES["report"]).is_file():
+        if folder != current and is_complete(folder):
             return folder / FILES["report"]
     return None
 
