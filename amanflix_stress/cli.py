@@ -369,11 +369,12 @@ def command_validate(args: argparse.Namespace) -> int:
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
     with RunDir(profile["reporting"], args.report_json) as run_dir:
+        baseline = run_dir.load_baseline()  # before the load: a typo must not cost a two-hour soak
         plan = plan_from_profile(profile, run_dir.report_path)
         printer = ProgressPrinter(plan.duration_s, args.quiet)
         result = run_plan(plan, printer, args)
         printer.finish()
-        report = build_report(plan, result, public_args(args), profile, run_dir.load_baseline())
+        report = build_report(plan, result, public_args(args), profile, baseline)
         print(run_dir.write(report, tty=sys.stdout.isatty()))
     return report.verdict.exit_code
 

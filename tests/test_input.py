@@ -39,3 +39,15 @@ def test_a_bare_number_of_minutes_or_hours_is_refused_with_both_readings():
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("250ms", 0.25)])
 def test_durations_with_units(text, seconds):
     assert parse_duration_s(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"schema": "something else"}'])
+def test_a_bad_baseline_is_refused_before_any_load(content, tmp_path, server, capsys):
+    baseline = tmp_path / "old.json"
+    if content is not None:
+        baseline.write_text(content)
+    argv = ["run", "--base-url", server.url, "--users", "1", "--duration", "30s", "--quiet"]
+    code = cli.main([*argv, "--baseline", str(baseline), "--report-json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--baseline" in err[0], err
+    assert server.total() == 0  # not one request was sent: refused before the load, not after it
