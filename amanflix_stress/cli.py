@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from amanflix_stress import __version__
 from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder
+from amanflix_stress.amanflix.probe import Probe, ProbeConfig
 from amanflix_stress.amanflix.validate import (
     ADMIN_PASSWORD_ENV,
     ADMIN_USER_ENV,
@@ -29,6 +30,9 @@ from amanflix_stress.errors import (
     StressError,
     UsageError,
 )
+from amanflix_stress.output.probe_report import exit_code as probe_exit_code
+from amanflix_stress.output.probe_report import render as render_probe
+from amanflix_stress.output.probe_report import write_json as write_probe_json
 from amanflix_stress.output.report import build_report, progress_line
 from amanflix_stress.output.rundir import RunDir
 from amanflix_stress.output.timeseries import TimeSeriesWriter
@@ -49,10 +53,12 @@ EXAMPLES = """examples:
   amanflix-stress run --users 20 --duration 90s --max-concurrent 10 --seed 7
   amanflix-stress run --profile db-stress --hold-lock api/instance/amanflix_db.db --hold-lock-schedule 7s/30s
   amanflix-stress validate --base-url http://127.0.0.1:5001
+  amanflix-stress probe --base-url http://127.0.0.1:5001 --db api/instance/amanflix_db.db
 
-exit codes: 0 ok, 1 thresholds breached or a worker lost, 2 bad usage or profile,
-            3 target unreachable, 4 another run holds --report-dir, 5 the run could not be
-            prepared (e.g. an empty catalog), 6 validate found a failing check, 130 interrupted"""
+exit codes: 0 ok, 1 thresholds breached or a worker lost (probe: a failure reproduced),
+            2 bad usage or profile, 3 target unreachable, 4 another run holds --report-dir,
+            5 the run could not be prepared (e.g. an empty catalog, not an Amanflix API),
+            6 validate found a failing check, 7 probe --db is not the target's database, 130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
 FLAG_KEYS = {
@@ -98,6 +104,7 @@ def build_parser() -> ArgumentParser:
     )
     add_run_flags(run)
     add_tool_commands(commands)
+    add_probe_command(commands)
     commands.add_parser("profiles", help="list the profiles with their purpose")
     commands.add_parser("menu", help="pick a profile or a custom test interactively, then run it")
     return parser
@@ -117,6 +124,33 @@ def add_tool_commands(commands) -> None:
     validate.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     validate.add_argument("--admin-user", help="admin account: removes the probe's rows too")
     validate.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
+
+
+def add_probe_command(commands) -> None:
+    probe = commands.add_parser(
+        "probe",
+        help="reproduce each lock failure once, explain its cause, prove the fix (exit 1: reproduced)",
+    )
+    probe.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
+    probe.add_argument(
+        "--db",
+        help="the server's SQLite file on this machine: the lock scenarios hold its lock (else skipped)",
+    )
+    probe.add_argument(
+        "--server-log", help="the server's log (api/logs/amanflix.log): its lines for each scenario"
+    )
+    probe.add_argument("--json", help="write the findings and the diagnosis here as JSON")
+    probe.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=5.0,
+        help="the server's SQLite busy timeout, seconds (default 5)",
+    )
+    probe.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
+    probe.add_argument("--admin-user", help="admin account for cleanup (or $AMANFLIX_ADMIN_USER)")
+    probe.add_argument(
+        "--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD); never printed"
+    )
 
 
 def checked_url(value: str) -> str:
@@ -366,6 +400,27 @@ def command_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if all(ok for _name, ok, _reason in results) else EXIT_VALIDATE
 
 
+def command_probe(args: argparse.Namespace) -> int:
+    if args.busy_timeout < 0 or args.timeout <= 0:
+        raise UsageError("--busy-timeout must be >= 0 and --timeout > 0 (seconds)")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise UsageError(f"--json: the folder of {args.json} does not exist")
+    admin = admin_from_env(os.environ, user=args.admin_user, password=args.admin_password)
+    cfg = ProbeConfig(
+        args.base_url,
+        db=args.db,
+        server_log=args.server_log,
+        busy_timeout_s=args.busy_timeout,
+        timeout_s=args.timeout,
+        admin=(admin.user, admin.password) if admin else None,
+    )
+    result = Probe(cfg).run()
+    print(render_probe(result))
+    if args.json:
+        write_probe_json(result, args.json)
+    return probe_exit_code(result)
+
+
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
     with RunDir(profile["reporting"], args.report_json) as run_dir:
@@ -384,6 +439,7 @@ COMMANDS = {
     "sandbox": command_sandbox,
     "demo": command_demo,
     "validate": command_validate,
+    "probe": command_probe,
 }
 
 
