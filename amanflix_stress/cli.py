@@ -30,7 +30,7 @@ from amanflix_stress.errors import (
     UsageError,
 )
 from amanflix_stress.output.report import build_report, progress_line
-from amanflix_stress.output.rundir import RunDir
+from amanflix_stress.output.rundir import RunDir, timeseries_path_for
 from amanflix_stress.output.timeseries import TimeSeriesWriter
 from amanflix_stress.profile import (
     BEHAVIOUR_PATHS,
@@ -52,7 +52,8 @@ EXAMPLES = """examples:
 
 exit codes: 0 ok, 1 thresholds breached or a worker lost, 2 bad usage or profile,
             3 target unreachable, 4 another run holds --report-dir, 5 the run could not be
-            prepared (e.g. an empty catalog), 6 validate found a failing check, 130 interrupted"""
+            prepared (e.g. an empty catalog), 6 validate found a failing check, 7 the run ended
+            but a report file could not be written (the summary is on stdout), 130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
 FLAG_KEYS = {
@@ -278,7 +279,7 @@ def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
         connect_timeout_s=target["connect_timeout_s"],
         seed=load["seed"],
         interval_s=load["interval_s"],
-        timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
+        timeseries_path=timeseries_path_for(report_json),
         setup_concurrency=behaviour["setup_concurrency"],
     )
 
@@ -368,7 +369,7 @@ def command_validate(args: argparse.Namespace) -> int:
 
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
-    with RunDir(profile["reporting"], args.report_json) as run_dir:
+    with RunDir(profile["reporting"], args.report_json) as run_dir:  # every output path checked here
         baseline = run_dir.load_baseline()  # before the load: a typo must not cost a two-hour soak
         plan = plan_from_profile(profile, run_dir.report_path)
         printer = ProgressPrinter(plan.duration_s, args.quiet)
@@ -376,6 +377,7 @@ def command_run(args: argparse.Namespace) -> int:
         printer.finish()
         report = build_report(plan, result, public_args(args), profile, baseline)
         print(run_dir.write(report, tty=sys.stdout.isatty()))
+    run_dir.raise_write_failures()  # after the folder is closed: what was written stays
     return report.verdict.exit_code
 
 

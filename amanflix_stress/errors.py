@@ -7,6 +7,7 @@ EXIT_UNREACHABLE = 3
 EXIT_ALREADY_RUNNING = 4
 EXIT_SETUP = 5
 EXIT_VALIDATE = 6
+EXIT_REPORT_WRITE = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -38,3 +39,9 @@ class SetupFailed(StressError):
     """The target answered but the run could not be prepared (no catalog, no test users, ...)."""
 
     exit_code = EXIT_SETUP
+
+
+class ReportWriteFailed(StressError):
+    """The run finished (cleanup done) but a report file could not be written at the end."""
+
+    exit_code = EXIT_REPORT_WRITE
