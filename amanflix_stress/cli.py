@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -115,9 +116,20 @@ def add_tool_commands(commands) -> None:
     )
     validate = commands.add_parser("validate", help="six checks that a target is an Amanflix API we can load")
     validate.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
-    validate.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    validate.add_argument("--timeout", type=seconds, default=10.0, help="per-request timeout, seconds")
     validate.add_argument("--admin-user", help="admin account: removes the probe's rows too")
     validate.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
+
+
+def seconds(value: str) -> float:
+    """A positive, finite number of seconds (nan and inf would reach the socket)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return number
 
 
 def checked_url(value: str) -> str:
