@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from amanflix_stress.output.probe_report import exit_code as probe_exit_code
 from amanflix_stress.output.probe_report import render as render_probe
 from amanflix_stress.output.probe_report import write_json as write_probe_json
 from amanflix_stress.output.report import build_report, progress_line
-from amanflix_stress.output.rundir import RunDir
+from amanflix_stress.output.rundir import RunDir, timeseries_path_for
 from amanflix_stress.output.timeseries import TimeSeriesWriter
 from amanflix_stress.profile import (
     BEHAVIOUR_PATHS,
@@ -58,7 +59,9 @@ EXAMPLES = """examples:
 exit codes: 0 ok, 1 thresholds breached or a worker lost (probe: a failure reproduced),
             2 bad usage or profile, 3 target unreachable, 4 another run holds --report-dir,
             5 the run could not be prepared (e.g. an empty catalog, not an Amanflix API),
-            6 validate found a failing check, 7 probe --db is not the target's database, 130 interrupted"""
+            6 validate found a failing check, 7 probe --db is not the target's database,
+            8 the run ended but a report file could not be written (the summary is on stdout),
+            130 interrupted"""
 
 # flag -> (profile section, key): flags override the profile
 FLAG_KEYS = {
@@ -121,7 +124,7 @@ def add_tool_commands(commands) -> None:
     )
     validate = commands.add_parser("validate", help="six checks that a target is an Amanflix API we can load")
     validate.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
-    validate.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    validate.add_argument("--timeout", type=seconds, default=10.0, help="per-request timeout, seconds")
     validate.add_argument("--admin-user", help="admin account: removes the probe's rows too")
     validate.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
 
@@ -146,11 +149,22 @@ def add_probe_command(commands) -> None:
         default=5.0,
         help="the server's SQLite busy timeout, seconds (default 5)",
     )
-    probe.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
+    probe.add_argument("--timeout", type=seconds, default=30.0, help="per-request timeout, seconds")
     probe.add_argument("--admin-user", help="admin account for cleanup (or $AMANFLIX_ADMIN_USER)")
     probe.add_argument(
         "--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD); never printed"
     )
+
+
+def seconds(value: str) -> float:
+    """A positive, finite number of seconds (nan and inf would reach the socket)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    return number
 
 
 def checked_url(value: str) -> str:
@@ -312,7 +326,7 @@ def plan_from_profile(profile: dict, report_json: str) -> RunPlan:
         connect_timeout_s=target["connect_timeout_s"],
         seed=load["seed"],
         interval_s=load["interval_s"],
-        timeseries_path=os.path.splitext(report_json)[0] + ".timeseries.jsonl",
+        timeseries_path=timeseries_path_for(report_json),
         setup_concurrency=behaviour["setup_concurrency"],
     )
 
@@ -401,8 +415,8 @@ def command_validate(args: argparse.Namespace) -> int:
 
 
 def command_probe(args: argparse.Namespace) -> int:
-    if args.busy_timeout < 0 or args.timeout <= 0:
-        raise UsageError("--busy-timeout must be >= 0 and --timeout > 0 (seconds)")
+    if not (math.isfinite(args.busy_timeout) and args.busy_timeout >= 0):
+        raise UsageError("--busy-timeout must be a finite number of seconds >= 0")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise UsageError(f"--json: the folder of {args.json} does not exist")
     admin = admin_from_env(os.environ, user=args.admin_user, password=args.admin_password)
@@ -423,7 +437,7 @@ def command_probe(args: argparse.Namespace) -> int:
 
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
-    with RunDir(profile["reporting"], args.report_json) as run_dir:
+    with RunDir(profile["reporting"], args.report_json) as run_dir:  # every output path checked here
         baseline = run_dir.load_baseline()  # before the load: a typo must not cost a two-hour soak
         plan = plan_from_profile(profile, run_dir.report_path)
         printer = ProgressPrinter(plan.duration_s, args.quiet)
@@ -431,6 +445,7 @@ def command_run(args: argparse.Namespace) -> int:
         printer.finish()
         report = build_report(plan, result, public_args(args), profile, baseline)
         print(run_dir.write(report, tty=sys.stdout.isatty()))
+    run_dir.raise_write_failures()  # after the folder is closed: what was written stays
     return report.verdict.exit_code
 
 

@@ -8,6 +8,7 @@ EXIT_ALREADY_RUNNING = 4
 EXIT_SETUP = 5
 EXIT_VALIDATE = 6
 EXIT_WRONG_DATABASE = 7
+EXIT_REPORT_WRITE = 8
 EXIT_INTERRUPTED = 130
 
 
@@ -45,3 +46,9 @@ class WrongDatabase(StressError):
     """`probe --db` named a SQLite file that is not the target's: holding its lock changes nothing."""
 
     exit_code = EXIT_WRONG_DATABASE
+
+
+class ReportWriteFailed(StressError):
+    """The run finished (cleanup done) but a report file could not be written at the end."""
+
+    exit_code = EXIT_REPORT_WRITE

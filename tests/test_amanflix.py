@@ -212,7 +212,7 @@ def test_validate_passes_on_a_sandbox_and_fails_on_an_empty_catalog(capsys, admi
         assert main(["validate", "--base-url", srv.url]) == 0
         truth = srv.truth()
     out = capsys.readouterr().out
-    assert out.count("✓") == 6 and truth["users_in_db"] == 0 and truth["orphan_watch_history_rows"] == 0
+    assert out.count("✓") == 7 and truth["users_in_db"] == 0 and truth["orphan_watch_history_rows"] == 0
     with start_sandbox(SandboxConfig(mode="fixed", catalog="empty", hash_iterations=FAST_HASH)) as srv:
         assert main(["validate", "--base-url", srv.url]) == 6
         truth = srv.truth()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ from amanflix_stress.engine.health import health_report
 from amanflix_stress.engine.pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
 from amanflix_stress.engine.stats import PERCENTILE_METHOD
 from amanflix_stress.output.baseline import BaselineRun, compare
+from amanflix_stress.output.files import write_atomic
 from amanflix_stress.output.model import (
     SCHEMA_VERSION,
     EndpointRow,
@@ -169,18 +168,8 @@ def load_model_section(plan, agg) -> LoadModel:
 
 
 def write_json(report: Report, path: str) -> None:
-    """Write atomically: a reader never sees half a report, an interrupted write leaves the old file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(to_json(report), out, indent=2, default=_jsonable)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write atomically: a reader never sees half a report, a failed write leaves the old file (or none)."""
+    write_atomic(path, json.dumps(to_json(report), indent=2, default=_jsonable) + "\n")
 
 
 def read_json_report(path: str) -> dict:

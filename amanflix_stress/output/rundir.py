@@ -11,10 +11,12 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from amanflix_stress.errors import AlreadyRunning, UsageError
+from amanflix_stress.errors import AlreadyRunning, ReportWriteFailed, UsageError
 from amanflix_stress.output.baseline import BaselineRun, load_baseline, render_baseline
+from amanflix_stress.output.files import check_writable, write_atomic
 from amanflix_stress.output.model import Report
 from amanflix_stress.output.report import render_report, write_json
 from amanflix_stress.output.thresholds import breached, render_thresholds
@@ -115,6 +117,11 @@ def previous_report(root: Path, current: Path | None) -> Path | None:
     return None
 
 
+def timeseries_path_for(report_path: str) -> str:
+    """The time series file beside a report: report.json -> report.timeseries.jsonl."""
+    return os.path.splitext(report_path)[0] + ".timeseries.jsonl"
+
+
 def default_report_path() -> str:
     return os.path.join("reports", time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
 
@@ -139,10 +146,18 @@ class RunDir:
         self.folder: Path | None = None
         self.report_path = report_json or default_report_path()
         self.stale: dict | None = None
+        self.failed: list[str] = []  # outputs that could not be written at the end: "path (OS error)"
 
     def __enter__(self) -> RunDir:
-        if self.root and self.lock is not None:  # the lock exists exactly when root is set
-            self._open_folder(self.root, self.lock)
+        """Take the folder and check every output path before the run: a report that cannot be written
+        must stop the run before it creates a single account, not after a two-hour soak."""
+        try:
+            if self.root and self.lock is not None:  # the lock exists exactly when root is set
+                self._open_folder(self.root, self.lock)
+            self.check_outputs()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _open_folder(self, root: Path, lock: DirLock) -> None:
@@ -150,17 +165,32 @@ class RunDir:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--report-dir {root}: cannot create it ({exc.strerror})") from None
-        self.stale = lock.acquire()
+        try:
+            self.stale = lock.acquire()
+            folder = self.folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            folder.mkdir()
+            (folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
+        except OSError as exc:
+            raise UsageError(f"--report-dir {root}: cannot write there ({exc.strerror})") from None
         if self.stale:
             print(
                 f"amanflix-stress: note: took over the lock of a run that did not finish "
                 f"({describe(self.stale)})",
                 file=sys.stderr,
             )
-        folder = self.folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        folder.mkdir()
-        (folder / MARKER_NAME).write_text(json.dumps(holder_details()) + "\n")
         self.report_path = str(folder / FILES["report"])
+
+    def check_outputs(self) -> None:
+        """Each file the run will write can be written there (summary and HTML share report.json's folder)."""
+        flag = "--report-dir" if self.folder else "--report-json"
+        check_writable(self.report_path, flag)
+        check_writable(self.timeseries_path, flag)
+        if self.reporting["junit"]:
+            check_writable(self.reporting["junit"], "--junit")
+
+    @property
+    def timeseries_path(self) -> str:
+        return timeseries_path_for(self.report_path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type and self.folder and not (self.folder / FILES["report"]).exists():
@@ -182,21 +212,39 @@ class RunDir:
         return load_baseline(str(path))
 
     def write(self, report: Report, tty: bool) -> str:
-        """Write every output; the console text: the full summary on a terminal, a few lines for cron mail."""
-        write_json(report, self.report_path)
+        """Write every output, each on its own: one that fails is noted (raise_write_failures reports it)
+        and the others are still written. The console text: the full summary on a terminal or when a file
+        is missing, a few lines for cron mail."""
         summary = summary_text(report)
-        written = [f"report: {self.report_path}", f"time series: {report.meta.timeseries}"]
+        written = self._write_file("report", self.report_path, lambda path: write_json(report, path))
+        written.append(f"time series: {report.meta.timeseries}")
         if self.folder:
-            (self.folder / FILES["summary"]).write_text(summary + "\n")
-            written.append(f"summary: {self.folder / FILES['summary']}")
+            summary_path = str(self.folder / FILES["summary"])
+            written += self._write_file(
+                "summary", summary_path, lambda path: write_atomic(path, summary + "\n")
+            )
             written += self._write_html(report, self.folder)
         written += self._write_junit(report)
         removed = prune(self.root, self.reporting["keep"]) if self.root else []
         if removed:
             written.append(f"removed {len(removed)} old run folder(s), keeping {self.reporting['keep']}")
-        if self.folder and not tty:
+        if self.folder and not tty and not self.failed:
             return "\n".join([f"results: {self.folder}", *problem_lines(report), report.verdict.summary])
         return "\n".join([summary, *written, report.verdict.summary])
+
+    def _write_file(self, what: str, path: str, write: Callable[[str], None]) -> list[str]:
+        """Write one output (atomically); a failure (disk full, EIO, read-only) is noted, never raised."""
+        try:
+            write(path)
+        except OSError as exc:
+            self.failed.append(f"{path} ({exc.strerror or exc})")
+            return [f"{what}: NOT WRITTEN: {path} ({exc.strerror or exc})"]
+        return [f"{what}: {path}"]
+
+    def raise_write_failures(self) -> None:
+        """After the run folder is closed (what was written stays): one line naming each unwritten file."""
+        if self.failed:
+            raise ReportWriteFailed(f"could not write {'; '.join(self.failed)}: the summary is on stdout")
 
     def _write_html(self, report: Report, folder: Path) -> list[str]:
         if not self.reporting["html"]:
@@ -205,9 +253,8 @@ class RunDir:
             from amanflix_stress.output.html import read_timeseries, render_html
         except ImportError as exc:
             return [f"html report skipped: {exc.name} is not installed (pip install 'amanflix-stress[html]')"]
-        path = folder / FILES["html"]
-        path.write_text(render_html(report, read_timeseries(report.meta.timeseries)))
-        return [f"html: {path}"]
+        page = render_html(report, read_timeseries(report.meta.timeseries))
+        return self._write_file("html", str(folder / FILES["html"]), lambda path: write_atomic(path, page))
 
     def _write_junit(self, report: Report) -> list[str]:
         target = self.reporting["junit"]
@@ -215,9 +262,8 @@ class RunDir:
             return []
         from amanflix_stress.output.junit import render_junit
 
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(render_junit(report))
-        return [f"junit: {target}"]
+        xml = render_junit(report)
+        return self._write_file("junit", target, lambda path: write_atomic(path, xml))
 
 
 def summary_text(report: Report) -> str:

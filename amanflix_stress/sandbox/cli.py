@@ -5,17 +5,41 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 
-from .config import CATALOGS, DEFAULT_HASH_ITERATIONS, MODES, SandboxConfig
+from sqlalchemy.exc import DatabaseError
+
+from .config import CATALOGS, DEFAULT_HASH_ITERATIONS, MAX_PORT, MODES, SandboxConfig, check_paths
 from .server import READY_PREFIX, start_sandbox
 
+PROG = "amanflix-stress sandbox"
+EXIT_USAGE = 2  # as the main command's bad usage
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="amanflix-stress sandbox", description="Run the sandbox Amanflix API on 127.0.0.1 until Ctrl-C."
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line on stderr, exit 2 (argparse would print the whole usage first)."""
+        fail(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(EXIT_USAGE)
+
+
+def port_number(value: str) -> int:
+    port = int(value)  # a ValueError is argparse's "invalid port_number value"
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_PORT} (0 = any free port), got {port}")
+    return port
+
+
+def fail(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description="Run the sandbox Amanflix API on 127.0.0.1 until Ctrl-C.")
+    parser.add_argument(
+        "--port", type=port_number, default=0, help="TCP port on 127.0.0.1 (0 = any free port)"
     )
-    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
     parser.add_argument(
         "--mode", choices=MODES, default="upstream", help="storage behaviour (default upstream)"
     )
@@ -94,15 +118,19 @@ def run_foreground(argv: list[str] | None = None, stop: threading.Event | None =
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from(args)
+        check_paths(cfg.db_path, cfg.log_path, cfg.truth_path)
     except ValueError as exc:
-        print(f"amanflix-stress sandbox: {exc}")
-        return 2
+        fail(str(exc))
+        return EXIT_USAGE
     stop = stop or threading.Event()
     _install_stop_signals(stop)
     try:
         server = start_sandbox(cfg, log_requests=args.log_requests)
+    except DatabaseError as exc:  # a SQLite file that passed the header check but is damaged
+        fail(f"--db {cfg.db_path}: cannot use it ({exc.orig})")
+        return EXIT_USAGE
     except OSError as exc:  # e.g. the port is taken
-        print(f"amanflix-stress sandbox: cannot start: {exc}")
+        fail(f"cannot start: {exc}")
         return 1
     print(READY_PREFIX + json.dumps(server.info()), flush=True)
     print(banner(server.info()), flush=True)

@@ -134,8 +134,7 @@ def cli_args(cfg: SandboxConfig) -> list[str]:
         repr(cfg.busy_timeout_s),
         "--catalog",
         cfg.catalog,
-        "--admin-password",
-        cfg.admin_password,
+        f"--admin-password={cfg.admin_password}",  # one word: a random password may start with "-"
         "--hash-iterations",
         str(cfg.hash_iterations),
         "--debug",

@@ -143,3 +143,82 @@ def test_module_entry_point_stops_cleanly_on_signals(tmp_path, signum):
         proc.kill()
         proc.stdout.close()
     assert os.path.exists(db + ".truth.json")
+
+
+def sandbox_exit(argv: list[str]) -> int:
+    """run_foreground's exit code, whether it returns it or argparse raises it."""
+    try:
+        return run_foreground([*argv, "--hash-iterations", str(FAST_HASH)], threading.Event())
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else -1
+
+
+def one_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and captured.err.count("\n") == 1
+    assert captured.err.startswith("amanflix-stress sandbox: error: ")
+    return captured.err
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "70000"])
+def test_a_port_outside_0_to_65535_is_one_line_and_exit_2(port, capsys):
+    assert sandbox_exit(["--port", port]) == 2
+    assert f"argument --port: must be 0 to 65535 (0 = any free port), got {port}" in one_line(capsys)
+    with pytest.raises(ValueError, match="port must be 0 to 65535"):
+        SandboxConfig(port=int(port))  # the API refuses it too: 70000 would listen on 70000 - 65536
+
+
+@pytest.fixture
+def read_only_db(tmp_path):
+    """A SQLite database on a read-only tmpfs (as root, permission bits would not stop a write)."""
+    point = tmp_path / "ro"
+    point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip() or done.returncode}")
+    try:
+        with start_sandbox(SandboxConfig(db_path=str(point / "amanflix.db"), hash_iterations=FAST_HASH)):
+            pass
+        subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        yield point / "amanflix.db"
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+def test_a_read_only_database_is_one_line_and_exit_2(read_only_db, capsys):
+    assert sandbox_exit(["--db", str(read_only_db)]) == 2
+    assert f"--db {read_only_db}: cannot open it read-write (Read-only file system)" in one_line(capsys)
+    assert sandbox_exit(["--db", str(read_only_db.parent / "new.db")]) == 2
+    assert "cannot create files in its folder (Read-only file system)" in one_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (None, "is a directory"),
+        (b"id,title\n1,Alien\n", "not a SQLite database"),
+        (b"SQLite format 3\x00" + b"\xff" * 200, "cannot use it (file is not a database)"),
+    ],
+)
+def test_a_db_that_is_not_a_sqlite_file_is_one_line_and_exit_2(content, why, tmp_path, capsys):
+    db = tmp_path / "amanflix.db"
+    db.mkdir() if content is None else db.write_bytes(content)
+    assert sandbox_exit(["--db", str(db)]) == 2
+    assert f"--db {db}: {why}" in one_line(capsys)
+    assert content is None or db.read_bytes() == content  # refused, never overwritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["amanflix.db"]  # no log, no journal left
+
+
+def test_a_db_in_a_missing_folder_or_a_log_path_that_is_a_folder_is_refused(tmp_path, capsys):
+    assert sandbox_exit(["--db", str(tmp_path / "nowhere" / "a.db")]) == 2
+    assert f"its folder {tmp_path / 'nowhere'} does not exist" in one_line(capsys)
+    assert sandbox_exit(["--db", str(tmp_path / "a.db"), "--log-path", str(tmp_path)]) == 2
+    assert f"--log-path {tmp_path}: is a directory" in one_line(capsys)
+
+
+def test_a_child_sandbox_gets_an_admin_password_that_starts_with_a_dash(tmp_path):
+    from amanflix_stress.sandbox.cli import build_parser
+    from amanflix_stress.sandbox.server import cli_args
+
+    cfg = SandboxConfig(db_path=str(tmp_path / "a.db"), admin_password="-Xy_9", log_path=str(tmp_path / "l"))
+    assert build_parser().parse_args(cli_args(cfg)).admin_password == "-Xy_9"  # token_urlsafe: 1 in 64
