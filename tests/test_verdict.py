@@ -60,12 +60,14 @@ def verdict(
     interrupted=False,
     baseline: Comparison | None = None,
     health=HEALTHY,
+    error_classes=None,
 ):
     return decide(
         workers=CLEAN.workers,
         thresholds=(),
         lock_issues=locks(lock_total),
         totals=totals,
+        error_classes=error_classes or {},
         intervals=intervals,
         interrupted=interrupted,
         baseline=baseline,
@@ -96,6 +98,13 @@ def test_the_error_rate_fails_a_run_above_the_default_1_percent(failures, fails)
     result = verdict(totals=totals)
     assert result.exit_code == int(fails)
     assert ("error rate 1.10% > 1.00% (the default limit" in result.summary) is fails
+
+
+def test_timing_only_lock_waits_never_count_towards_the_default_error_limit():
+    totals = replace(TOTALS, failures=60, error_rate=0.06)
+    assert verdict(totals=totals, error_classes={"lock_wait": 55, "http_5xx": 5}).exit_code == 0
+    failed = verdict(totals=totals, error_classes={"lock_wait": 40, "http_5xx": 20})
+    assert failed.exit_code == 1 and "error rate 2.00% > 1.00%" in failed.summary
 
 
 def test_a_threshold_on_the_error_rate_replaces_the_default_limit():
@@ -364,3 +373,19 @@ def test_the_default_policy_judges_every_rule_at_1_percent_and_a_profile_changes
     profile["verdict"]["fail_on"] = fail_rules("errors, target")
     profile["thresholds"]["error_rate"] = 0.05
     assert policy_from(profile) == Policy(fail_on=("target", "errors"), error_rate_threshold=True)
+
+
+def test_the_html_banner_is_green_only_for_a_clean_pass_and_lists_each_reason():
+    from amanflix_stress.output.html import verdict_banner
+
+    clean = replace(CLEAN, verdict=verdict())
+    assert verdict_banner(clean) == '<div class="verdict pass">PASS; no lock issues detected</div>'
+    failed = verdict_banner(replace(CLEAN, verdict=verdict(lock_total=48)))
+    assert (
+        failed
+        == '<div class="verdict fail">FAIL<ul><li>DATABASE LOCK ISSUES: 48 (lost_update 48)</li></ul></div>'
+    )
+    measured = verdict_banner(replace(CLEAN, verdict=verdict(lock_total=2, policy=Policy(fail_on=()))))
+    assert measured.startswith(
+        '<div class="verdict warn">PASS with warnings (fail_on: none)<ul><li>warning: '
+    )

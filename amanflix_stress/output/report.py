@@ -74,6 +74,7 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         thresholds=thresholds,
         lock_issues=extra.get("lock_issues"),
         totals=totals,
+        error_classes=error_classes,
         intervals=result.intervals,
         interrupted=result.interrupted,
         baseline=comparison,

@@ -27,6 +27,7 @@ from amanflix_stress.output.thresholds import breached
 RULES = ("target", "locks", "errors")
 DEFAULT_MAX_ERROR_RATE = 0.01  # the `errors` rule: more than 1 % failed requests fails a run
 NO_ANSWER_CLASSES = ("connect", "timeout", "read")  # the target gave no response at all
+TIMING_ONLY_CLASSES = ("lock_wait",)  # a slow success: a suspicion, so never part of the `errors` rule's rate
 TARGET_WINDOW_S = 5.0  # the `target` rule looks at the measured phase's last intervals covering this long
 TARGET_DOWN_SHARE = 0.5  # ... and fires when more than this share of their requests got no answer
 
@@ -85,6 +86,13 @@ def target_down(intervals: Sequence[Mapping]) -> str | None:
     )
 
 
+def judged_error_rate(totals: Totals, error_classes: Mapping[str, int]) -> float:
+    """The `errors` rule's rate: failed requests without the timing-only signals (a write that answered
+    after about the busy timeout may have succeeded; latency alone never proves a loss)."""
+    timing_only = sum(error_classes.get(c, 0) for c in TIMING_ONLY_CLASSES)
+    return (totals.failures - timing_only) / totals.requests if totals.requests else 0.0
+
+
 def lock_phrase(section: LockIssues) -> str:
     classes = ", ".join(f"{cls} {n}" for cls, n in section.by_class.items())
     return f"DATABASE LOCK ISSUES: {found_lock_issues(section)} ({classes})"
@@ -98,7 +106,7 @@ def judged(rule: str, summary: str, policy: Policy) -> VerdictReason:
 
 
 def failure_reasons(
-    workers, thresholds, lock_issues, totals: Totals, down: str | None, policy: Policy
+    workers, thresholds, lock_issues, totals: Totals, error_classes, down: str | None, policy: Policy
 ) -> list[VerdictReason]:
     """Every finding that can fail a run, failing or not under the policy, in the verdict line's order."""
     reasons = [VerdictReason(rule="workers", summary=p, fails=True) for p in lost_workers(workers)]
@@ -106,8 +114,9 @@ def failure_reasons(
         reasons.append(judged("target", down, policy))
     if found_lock_issues(lock_issues) and lock_issues is not None:
         reasons.append(judged("locks", lock_phrase(lock_issues), policy))
-    if not policy.error_rate_threshold and totals.error_rate > policy.max_error_rate:
-        rate = f"error rate {totals.error_rate:.2%} > {policy.max_error_rate:.2%}"
+    error_rate = judged_error_rate(totals, error_classes)
+    if not policy.error_rate_threshold and error_rate > policy.max_error_rate:
+        rate = f"error rate {error_rate:.2%} > {policy.max_error_rate:.2%}"
         reasons.append(judged("errors", f"{rate} (the default limit, [verdict] max_error_rate)", policy))
     reasons += [VerdictReason(rule="thresholds", summary=r.summary, fails=True) for r in breached(thresholds)]
     return reasons
@@ -130,6 +139,7 @@ def decide(
     thresholds: tuple[ThresholdResult, ...],
     lock_issues: LockIssues | None,
     totals: Totals,
+    error_classes: Mapping[str, int],
     intervals: Sequence[Mapping],
     interrupted: bool,
     baseline: Comparison | None,
@@ -138,7 +148,8 @@ def decide(
 ) -> Verdict:
     """Exit code, status and a one-line verdict: FAIL on any failing reason, PASS otherwise (amber when it
     carries warnings); an interrupted run keeps its own code and lists what it found."""
-    reasons = failure_reasons(workers, thresholds, lock_issues, totals, target_down(intervals), policy)
+    down = target_down(intervals)
+    reasons = failure_reasons(workers, thresholds, lock_issues, totals, error_classes, down, policy)
     reasons += warnings(baseline, health)
     failing = [r for r in reasons if r.fails]
     if interrupted:
