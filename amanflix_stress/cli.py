@@ -56,7 +56,8 @@ EXAMPLES = """examples:
   amanflix-stress validate --base-url http://127.0.0.1:5001
   amanflix-stress probe --base-url http://127.0.0.1:5001 --db api/instance/amanflix_db.db
 
-exit codes: 0 ok, 1 thresholds breached or a worker lost (probe: a failure reproduced),
+exit codes: 0 ok, 1 the run failed (a threshold, a lost worker, lock issues, errors above 1 %,
+            the target stopped answering; --fail-on none only measures; probe: a failure reproduced),
             2 bad usage or profile, 3 target unreachable, 4 another run holds --report-dir,
             5 the run could not be prepared (e.g. an empty catalog, not an Amanflix API),
             6 validate found a failing check, 7 probe --db is not the target's database,
@@ -81,6 +82,7 @@ FLAG_KEYS.update(
         "keep": ("reporting", "keep"),
         "junit": ("reporting", "junit"),
         "baseline": ("reporting", "baseline"),
+        "fail_on": ("verdict", "fail_on"),
     }
 )
 
@@ -250,9 +252,15 @@ def add_amanflix_flags(run: argparse.ArgumentParser) -> None:
         "HTML); one run at a time per folder",
     )
     run.add_argument("--keep", type=int, help="with --report-dir: keep only the newest N run folders")
-    run.add_argument("--junit", help="write JUnit XML here, one test case per threshold")
+    run.add_argument("--junit", help="write JUnit XML here, one test case per verdict rule and per threshold")
     run.add_argument(
         "--baseline", help="flag regressions against this report.json, or 'previous' (with --report-dir)"
+    )
+    run.add_argument(
+        "--fail-on",
+        metavar="RULES",
+        help="what fails a run besides thresholds and lost workers: any of target,locks,errors "
+        "(the default: all three), or none to measure only",
     )
 
 

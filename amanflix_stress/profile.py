@@ -20,6 +20,8 @@ from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.engine.classify import ENGINE_CLASSES
 from amanflix_stress.engine.client import check_header, parse_base_url
 from amanflix_stress.errors import UsageError
+from amanflix_stress.output.verdict import DEFAULT_MAX_ERROR_RATE
+from amanflix_stress.output.verdict import RULES as VERDICT_RULES
 from amanflix_stress.units import parse_duration_s
 
 # shipped as package data so an installed wheel finds them; the checkout's top-level profiles/ links here
@@ -126,6 +128,23 @@ def request_list(value):
             except ValueError as exc:
                 raise ValueError(f"request {i + 1}: {exc}") from None
     return value
+
+
+def fail_rules(value) -> list[str]:
+    """[verdict] fail_on: a list of rule names, or (from --fail-on) "locks,errors" or "none"."""
+    if isinstance(value, str):
+        value = [] if value.strip() == "none" else [v.strip() for v in value.split(",")]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(
+            f'expected a list of rules from {", ".join(VERDICT_RULES)}, e.g. ["locks", "target"]'
+        )
+    for rule in value:
+        if rule not in VERDICT_RULES:
+            raise ValueError(
+                f"unknown rule {rule!r}{did_you_mean(rule, VERDICT_RULES)}; known: "
+                f"{', '.join(VERDICT_RULES)}, or none"
+            )
+    return [rule for rule in VERDICT_RULES if rule in value]  # one order, each once
 
 
 ENDPOINT_LIMITS = {
@@ -268,6 +287,19 @@ SCHEMA: dict[str, dict[str, Option]] = {
         ),
         "regression_pct": Option(
             number(0, 100_000), 25.0, "an endpoint whose p95 grew by more than this % regressed"
+        ),
+    },
+    "verdict": {
+        "fail_on": Option(
+            fail_rules,
+            list(VERDICT_RULES),
+            "what fails a run with no thresholds: target (it stopped answering), locks (lock issues found), "
+            "errors (error rate above max_error_rate); [] measures only",
+        ),
+        "max_error_rate": Option(
+            number(0, 1),
+            DEFAULT_MAX_ERROR_RATE,
+            "the errors rule's limit ([thresholds] error_rate replaces it)",
         ),
     },
     "thresholds": {

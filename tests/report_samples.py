@@ -84,8 +84,8 @@ REPORT_JSON = {
     ],
     "error_classes": {"lock_wait": 9, "lost_update": 3},
     "users": [{"user": 0, "requests": 100, "failures": 3, "errors": {"lost_update": 3}}],
-    "setup": {"endpoints": [], "errors": []},
-    "teardown": {"endpoints": [], "errors": []},
+    "setup": {"duration_s": 0.0, "requests": 0, "rps": 0.0, "endpoints": [], "errors": []},
+    "teardown": {"duration_s": 0.0, "requests": 0, "rps": 0.0, "endpoints": [], "errors": []},
     "workers": [
         {"id": 0, "pid": 42, "host": "ci", "users": 4, "status": "done", "detail": "", "cpu_cores": 0.2}
     ],
@@ -112,7 +112,17 @@ REPORT_JSON = {
     "load_model": {"kind": "closed"},
     "thresholds": [],
     "baseline": None,
-    "verdict": {"exit_code": 1, "summary": "FAIL: lost_update rate 0.75% > allowed 0.00%", "degraded": False},
+    "verdict": {
+        "exit_code": 1,
+        "status": "fail",
+        "summary": "FAIL: lost_update rate 0.75% > allowed 0.00%",
+        "reasons": [
+            {"rule": "thresholds", "summary": "lost_update rate 0.75% > allowed 0.00%", "fails": True}
+        ],
+        "fail_on": ["target", "locks", "errors"],
+        "max_error_rate": 0.01,
+        "degraded": False,
+    },
 }
 
 

@@ -33,3 +33,4 @@ def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys, tmp_pa
     assert int(truth) > 0 and detected == truth  # the held lock made real losses, and all were found
     assert rows["test users left in the database"][:2] == ["0", "0"]
     assert "HELD LOCK WINDOWS" in out and "DATABASE LOCK ISSUES DETECTED" in out
+    assert "the run's verdict was FAIL (exit 1), as expected" in out  # lock issues fail a run; not the demo

@@ -9,7 +9,7 @@ from report_samples import endpoint, report_json
 
 from amanflix_stress.cli import main
 from amanflix_stress.errors import UsageError
-from amanflix_stress.output.baseline import BaselineRun, compare, load_baseline
+from amanflix_stress.output.baseline import BaselineRun, compare, load_baseline, render_baseline
 from amanflix_stress.output.model import Totals, from_plain
 from amanflix_stress.output.thresholds import evaluate, render_thresholds
 
@@ -105,6 +105,25 @@ def test_baseline_flags_endpoints_that_got_slower_or_fail_more_but_not_noise():
     assert (result.new_endpoints, result.missing_endpoints) == (("New",), ("Gone",))
 
 
+@pytest.mark.parametrize("requests,flagged", [(6, False), (29, False), (30, True), (100, True)])
+def test_a_regression_is_flagged_only_where_both_runs_have_enough_requests(requests, flagged):
+    before = BaselineRun("b.json", "a", None, (endpoint("A", requests=requests, p95=5.8),))
+    now = (endpoint("A", requests=requests, p95=26.6, failures=requests // 2),)  # 5.8 -> 26.6 ms
+    result = compare(now, before, 25.0)
+    (row,) = result.endpoints
+    assert (row.regression, row.judged, result.regressions) == (flagged, flagged, int(flagged))
+    assert (row.requests_before, row.requests_now) == (requests, requests)
+    table = render_baseline(result)
+    assert "judged only where both runs have at least 30 requests" in table.splitlines()[0]
+    assert ("REGRESSION" if flagged else "too few requests") in table
+
+
+def test_one_run_short_of_requests_is_enough_to_not_judge():
+    before = BaselineRun("b.json", "a", None, (endpoint("A", requests=100, p95=5.0),))
+    assert compare((endpoint("A", requests=6, p95=50.0),), before, 25.0).regressions == 0
+    assert compare((endpoint("A", requests=100, p95=50.0),), before, 25.0).regressions == 1
+
+
 def test_the_baseline_loader_reads_an_earlier_report_and_refuses_what_is_not_one(tmp_path):
     path = tmp_path / "before.json"
     path.write_text(json.dumps(report_json()))
@@ -173,8 +192,10 @@ def test_thresholds_that_hold_exit_0_and_every_junit_case_passes(tmp_path, serve
     )
     assert code == 0
     cases = junit_cases(junit)
-    assert set(cases) == {
+    assert set(cases) == {  # the error_rate threshold replaces the default error limit's case
         "all workers finished",
+        "the target answered to the end",
+        "no database lock issues",
         "error_rate",
         "min_throughput_rps",
         'endpoints."GET /delay".p95_ms',

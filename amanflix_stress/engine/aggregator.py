@@ -92,7 +92,9 @@ class Aggregator:
         self.intervals: list[dict] = []  # the closed intervals' rows, in order: the time series
         self.closed_upto = -1
         self.late_batches = 0
-        self.start_s: float | None = None
+        self.setup_start_s: float | None = None  # workers launched: setup (registration) begins
+        self.start_s: float | None = None  # the measured phase begins (the go signal)
+        self.stop_s: float | None = None  # the measured phase ends (the stop signal); teardown follows
         self.workers: dict[int, WorkerState] = {}
         self.crashes: list[str] = []
         self.counters: dict[str, int] = {}  # behaviour counters summed over the workers' users
@@ -105,9 +107,19 @@ class Aggregator:
             Done: self._on_done,
         }
 
+    def begin_setup(self, now_s: float) -> None:
+        """Workers are being launched: the setup phase's duration counts from here."""
+        self.setup_start_s = now_s
+
     def begin(self, start_s: float) -> None:
         """The measured phase starts: intervals count from here."""
         self.start_s = start_s
+
+    def end_run(self, stop_s: float) -> None:
+        """The measured phase ends (deadline, all workers ended, or a signal): the first call counts, and
+        none before the phase began. Duration and throughput stop here; teardown has its own."""
+        if self.start_s is not None and self.stop_s is None:
+            self.stop_s = stop_s
 
     @property
     def run(self) -> Stats:

@@ -121,6 +121,7 @@ class Coordinator:
         return result
 
     def _drive(self, shares: list[WorkerShare]) -> float:
+        self.aggregator.begin_setup(time.time())
         for share in shares:
             self._launch(share)
         self._pump_until(
@@ -140,6 +141,7 @@ class Coordinator:
             "deadline" if time.monotonic() >= deadline else "all workers ended"
         )
         self.control.stop.set()
+        self.aggregator.end_run(time.time())  # the measured phase ends here; teardown is not in it
         self._pump_until(
             lambda: self._all_settled(("done", "died", "hung")),
             self.plan.timeout_s + self.plan.teardown_timeout_s + 5.0,
@@ -208,6 +210,7 @@ class Coordinator:
         self.interrupts += 1
         self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
         self.control.stop.set()
+        self.aggregator.end_run(time.time())  # a stop mid-run ends the measured phase now
         if self.interrupts > 1:
             for process in self.processes.values():
                 if process.is_alive():

@@ -13,6 +13,9 @@ from amanflix_stress.output.model import Comparison, EndpointChange, EndpointRow
 
 NOISE_FLOOR_MS = 2.0  # a p95 change smaller than this is timer and scheduler noise, not a regression
 ERROR_RATE_SLACK = 0.001  # an error rate may grow by this much (0.1 point) before it counts
+# a p95 of a handful of requests is one slow request (5.8 -> 26.6 ms on 6 requests was flagged): an endpoint
+# is judged only when both runs sent it at least this many
+MIN_REQUESTS = 30
 
 
 @dataclass(frozen=True)
@@ -46,21 +49,27 @@ def load_baseline(path: str) -> BaselineRun:
 
 
 def compare_endpoint(now: EndpointRow, before: EndpointRow, regression_pct: float) -> EndpointChange:
+    """Before and now for one endpoint; a regression only where both runs had MIN_REQUESTS to say so."""
     p95_now, p95_before = now.p95_ms, before.p95_ms
     rate_now, rate_before = error_rate(now), error_rate(before)
+    judged = min(now.requests, before.requests) >= MIN_REQUESTS
     reasons = []
     if (
-        p95_now is not None
+        judged
+        and p95_now is not None
         and p95_before is not None
         and p95_now - p95_before > NOISE_FLOOR_MS
         and p95_now > p95_before * (1 + regression_pct / 100)
     ):
         reasons.append(f"p95 {p95_before:,.1f} -> {p95_now:,.1f} ms")
-    if rate_now > rate_before + ERROR_RATE_SLACK:
+    if judged and rate_now > rate_before + ERROR_RATE_SLACK:
         reasons.append(f"errors {rate_before:.2%} -> {rate_now:.2%}")
     change = round((p95_now / p95_before - 1) * 100, 1) if p95_now is not None and p95_before else None
     return EndpointChange(
         name=now.name,
+        requests_before=before.requests,
+        requests_now=now.requests,
+        judged=judged,
         p95_ms_before=p95_before,
         p95_ms_now=p95_now,
         p95_change_pct=change,
@@ -87,6 +96,7 @@ def compare(endpoints: tuple[EndpointRow, ...], baseline: BaselineRun, regressio
         against_run_id=baseline.run_id,
         against_started_at=baseline.started_at,
         regression_pct=regression_pct,
+        min_requests=MIN_REQUESTS,
         endpoints=rows,
         regressions=sum(r.regression for r in rows),
         new_endpoints=tuple(sorted(set(now) - set(before))),
@@ -100,21 +110,23 @@ def render_baseline(comparison: Comparison | None) -> str:
     rows = [
         [
             r.name,
+            f"{r.requests_before:,} -> {r.requests_now:,}",
             _ms(r.p95_ms_before),
             _ms(r.p95_ms_now),
             "-" if r.p95_change_pct is None else f"{r.p95_change_pct:+.1f}%",
             f"{r.error_rate_before:.2%} -> {r.error_rate_now:.2%}",
-            "REGRESSION" if r.regression else "ok",
+            "REGRESSION" if r.regression else "ok" if r.judged else "too few requests",
         ]
         for r in comparison.endpoints
     ]
     title = (
         f"BASELINE (against {comparison.against}, started {comparison.against_started_at}; "
-        f"regression = p95 up more than {comparison.regression_pct:g}% or errors up)"
+        f"regression = p95 up more than {comparison.regression_pct:g}% or errors up, judged only where "
+        f"both runs have at least {comparison.min_requests} requests)"
     )
     table = tabulate(
         rows,
-        ["endpoint", "p95 before", "p95 now", "change", "error rate", "result"],
+        ["endpoint", "requests", "p95 before", "p95 now", "change", "error rate", "result"],
         tablefmt="simple",
         disable_numparse=True,
     )

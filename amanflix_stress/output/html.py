@@ -16,6 +16,7 @@ from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.amanflix.records import HoldLock, LockIssues
 from amanflix_stress.output.model import Comparison, EndpointRow, ErrorRow, Report, ThresholdResult
 from amanflix_stress.output.report import verified_text
+from amanflix_stress.output.verdict import verdict_head
 
 CHART_SIZE_IN = (10, 3.2)
 COLOURS = {
@@ -43,7 +44,8 @@ main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .meta{color:#666;font-size:13px}
 .verdict{padding:12px 16px;border-radius:6px;font-weight:600;margin:16px 0;color:#fff}
-.pass{background:#2e7d32}.fail{background:#c62828}.interrupted{background:#6d4c41}
+.pass{background:#2e7d32}.fail{background:#c62828}.warn{background:#b26a00}.interrupted{background:#6d4c41}
+.verdict ul{margin:6px 0 0;padding-left:20px;font-weight:400}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{background:#fff;border-radius:6px;padding:10px 14px;min-width:130px;box-shadow:0 1px 2px #0002}
 .card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
@@ -259,13 +261,18 @@ def baseline_section(comparison: Comparison | None) -> str:
             esc(r.p95_ms_now),
             "-" if r.p95_change_pct is None else f"{r.p95_change_pct:+.1f}%",
             f"{r.error_rate_before:.2%} → {r.error_rate_now:.2%}",
-            '<span class="bad">REGRESSION</span>' if r.regression else '<span class="ok">ok</span>',
+            '<span class="bad">REGRESSION</span>'
+            if r.regression
+            else '<span class="ok">ok</span>'
+            if r.judged
+            else f"too few requests ({r.requests_before:,} → {r.requests_now:,})",
         ]
         for r in comparison.endpoints
     ]
     caption = (
         f'<p class="note">against {esc(comparison.against)} (started {esc(comparison.against_started_at)})'
-        f"; a regression is p95 up more than {comparison.regression_pct:g}% or a higher error rate</p>"
+        f"; a regression is p95 up more than {comparison.regression_pct:g}% or a higher error rate, judged "
+        f"only where both runs have at least {comparison.min_requests} requests</p>"
     )
     return (
         "<h2>Against the baseline</h2>"
@@ -334,9 +341,13 @@ def cards(report: Report) -> str:
 
 
 def verdict_banner(report: Report) -> str:
-    code = report.verdict.exit_code
-    kind = "pass" if code == 0 else "interrupted" if code == 130 else "fail"
-    return f'<div class="verdict {kind}">{esc(report.verdict.summary)}</div>'
+    """Red for FAIL, amber for a PASS with warnings, brown for interrupted, green only for a clean PASS;
+    each reason on its own line below the verdict."""
+    verdict = report.verdict
+    head = verdict_head(verdict) if verdict.reasons else verdict.summary
+    items = "".join(f"<li>{'' if r.fails else 'warning: '}{esc(r.summary)}</li>" for r in verdict.reasons)
+    listed = f"<ul>{items}</ul>" if items else ""
+    return f'<div class="verdict {esc(verdict.status)}">{esc(head)}{listed}</div>'
 
 
 def render_html(report: Report, timeseries: list[dict]) -> str:

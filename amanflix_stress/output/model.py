@@ -46,12 +46,12 @@ class Meta:
 class Totals:
     """The measured phase as a whole."""
 
-    duration_s: float = doc("length of the measured phase")
+    duration_s: float = doc("length of the measured phase (from the start signal to the stop; no teardown)")
     users: int = doc("simulated users")
     requests: int = doc("requests answered or failed")
     failures: int = doc("failed requests (every error class)")
     error_rate: float = doc("failures / requests (0-1)")
-    throughput_rps: float = doc("requests / duration")
+    throughput_rps: float = doc("requests / duration: the measured phase's rate")
     p50_ms: float | None = doc("overall median latency")
     p95_ms: float | None = doc("overall 95th percentile")
     p99_ms: float | None = doc("overall 99th percentile")
@@ -120,6 +120,9 @@ class UserRow:
 class PhaseTables:
     """Registration before the measured phase, or verification and cleanup after it."""
 
+    duration_s: float = doc("length of this phase; its endpoints' req/s are divided by it")
+    requests: int = doc("requests of this phase")
+    rps: float = doc("requests / duration_s")
     endpoints: tuple[EndpointRow, ...] = doc("per endpoint template")
     errors: tuple[ErrorRow, ...] = doc("per error group")
 
@@ -216,12 +219,15 @@ class EndpointChange:
     """One endpoint in both runs."""
 
     name: str = doc("endpoint template")
+    requests_before: int = doc("requests in the baseline")
+    requests_now: int = doc("requests now")
+    judged: bool = doc("both runs had at least min_requests: only then can it be a regression")
     p95_ms_before: float | None = doc("p95 in the baseline")
     p95_ms_now: float | None = doc("p95 now")
     p95_change_pct: float | None = doc("change in percent")
     error_rate_before: float = doc("error rate in the baseline")
     error_rate_now: float = doc("error rate now")
-    regression: bool = doc("slower beyond the noise floor and regression_pct, or more errors")
+    regression: bool = doc("judged, and slower beyond the noise floor and regression_pct, or more errors")
     why: str = doc("what regressed")
 
 
@@ -233,6 +239,7 @@ class Comparison:
     against_run_id: str | None = doc("its run id")
     against_started_at: str | None = doc("when it started")
     regression_pct: float = doc("p95 growth that counts as a regression")
+    min_requests: int = doc("requests each run needs on an endpoint before it can count as a regression")
     endpoints: tuple[EndpointChange, ...] = doc("endpoints in both runs")
     regressions: int = doc("endpoints that regressed")
     new_endpoints: tuple[str, ...] = doc("only in this run")
@@ -240,11 +247,29 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class VerdictReason:
+    """One finding the verdict weighed: a reason the run failed, or a warning."""
+
+    rule: str = doc(
+        "`workers`, `target`, `locks`, `errors`, `thresholds` (these can fail a run), `baseline`, `degraded`"
+    )
+    summary: str = doc("what was found, in one phrase (as in the verdict line)")
+    fails: bool = doc("it fails the run; false: a warning (a rule left out of fail_on, a regression, ...)")
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The run's outcome."""
 
     exit_code: int = doc("the process exit code")
+    status: str = doc("`pass` (clean), `warn` (passed with warnings), `fail`, `interrupted`")
     summary: str = doc("the one-line verdict (last line of cron mail)")
+    reasons: tuple[VerdictReason, ...] = doc("every reason and warning, in the verdict line's order")
+    fail_on: tuple[str, ...] = doc(
+        "the default rules in force: `target`, `locks`, `errors` ([verdict] fail_on, --fail-on); "
+        "thresholds and lost workers always fail a run"
+    )
+    max_error_rate: float = doc("the `errors` rule's limit (unless [thresholds] error_rate is set)")
     degraded: bool = doc("the generator was the bottleneck")
 
 

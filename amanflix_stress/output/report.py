@@ -38,7 +38,7 @@ from amanflix_stress.output.model import (
     to_json,
 )
 from amanflix_stress.output.thresholds import evaluate
-from amanflix_stress.output.verdict import decide
+from amanflix_stress.output.verdict import decide, policy_from
 
 LATENCY_CAPTION = (
     "closed model: each user waits for a reply before its next request, so latency is service time "
@@ -60,14 +60,26 @@ def iso(epoch_s: float | None) -> str | None:
 def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun | None = None) -> Report:
     """The whole report, once: the measured figures, then thresholds, baseline and verdict on them."""
     agg, extra = result.aggregator, result.extra
-    duration_s = max(result.end_s - result.start_s, 1e-9)
-    endpoints = typed_rows(EndpointRow, endpoint_rows(agg.run, duration_s))
-    totals = totals_section(plan, agg, duration_s)
+    spans = phase_spans_s(result)
+    endpoints = typed_rows(EndpointRow, endpoint_rows(agg.run, spans["run"]))
+    totals = totals_section(plan, agg, spans["run"])
     error_classes = dict(sorted(agg.run.count_by_class().items(), key=lambda kv: -kv[1]))
     workers = typed_rows(WorkerRow, agg.worker_rows())
     health = from_plain(Health, health_report(agg.health_rows()))
     thresholds = evaluate(totals, error_classes, endpoints, profile["thresholds"])
     comparison = compare(endpoints, baseline, profile["reporting"]["regression_pct"]) if baseline else None
+    verdict = decide(
+        workers=workers,
+        thresholds=thresholds,
+        lock_issues=extra.get("lock_issues"),
+        totals=totals,
+        error_classes=error_classes,
+        intervals=result.intervals,
+        interrupted=result.interrupted,
+        baseline=comparison,
+        health=health,
+        policy=policy_from(profile),
+    )
     return Report(
         schema=SCHEMA_VERSION,
         meta=meta_section(plan, result, args, profile),
@@ -76,8 +88,8 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         errors=typed_rows(ErrorRow, agg.error_rows(agg.run)),
         error_classes=error_classes,
         users=typed_rows(UserRow, agg.user_rows(agg.run)),
-        setup=phase_tables(agg, "setup", duration_s),
-        teardown=phase_tables(agg, "teardown", duration_s),
+        setup=phase_tables(agg, "setup", spans["setup"]),
+        teardown=phase_tables(agg, "teardown", spans["teardown"]),
         workers=workers,
         worker_crashes=tuple(agg.crashes),
         health=health,
@@ -87,8 +99,26 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         hold_lock=extra.get("hold_lock"),
         thresholds=thresholds,
         baseline=comparison,
-        verdict=decide(workers, thresholds, extra.get("lock_issues"), result.interrupted, comparison, health),
+        verdict=verdict,
     )
+
+
+def phase_spans_s(result) -> dict[str, float]:
+    """Seconds of each phase: setup from the workers' launch to the go signal, the measured phase from go
+    to stop (the deadline or a signal), teardown from the stop to the last worker done. A run stopped before
+    its measured phase has no stop time: the measured phase then lasts until the end."""
+    agg = result.aggregator
+    stop_s = agg.stop_s if agg.stop_s is not None else result.end_s
+    setup_start_s = agg.setup_start_s if agg.setup_start_s is not None else result.start_s
+    return {
+        "setup": max(result.start_s - setup_start_s, 0.0),
+        "run": max(stop_s - result.start_s, 0.0),
+        "teardown": max(result.end_s - stop_s, 0.0),
+    }
+
+
+def per_second(count: int, seconds: float) -> float:
+    return round(count / seconds, 3) if seconds > 0 else 0.0
 
 
 def typed_rows(cls: type, rows: list[dict]) -> tuple:
@@ -127,7 +157,7 @@ def totals_section(plan, agg, duration_s: float) -> Totals:
         requests=run.requests,
         failures=run.failures,
         error_rate=round(run.failures / run.requests, 6) if run.requests else 0.0,
-        throughput_rps=round(run.requests / duration_s, 3),
+        throughput_rps=per_second(run.requests, duration_s),
         p50_ms=ms(p50),
         p95_ms=ms(p95),
         p99_ms=ms(p99),
@@ -136,8 +166,12 @@ def totals_section(plan, agg, duration_s: float) -> Totals:
 
 
 def phase_tables(agg, phase: str, duration_s: float) -> PhaseTables:
+    """Setup or teardown: its own duration, and its rates divided by it (not by the measured phase's)."""
     stats = agg.phases[phase]
     return PhaseTables(
+        duration_s=round(duration_s, 3),
+        requests=stats.requests,
+        rps=per_second(stats.requests, duration_s),
         endpoints=typed_rows(EndpointRow, endpoint_rows(stats, duration_s)),
         errors=typed_rows(ErrorRow, agg.error_rows(stats)),
     )
@@ -305,7 +339,7 @@ def _endpoints(counts: Mapping[str, int]) -> str:
 def render_totals(report: Report) -> str:
     t, m = report.totals, report.meta
     rows = [
-        ["duration", f"{t.duration_s:.1f} s ({m.stop_reason})"],
+        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){_other_phases(report)}"],
         ["users", t.users],
         ["requests", f"{t.requests:,}"],
         ["throughput", f"{t.throughput_rps:,.1f} req/s"],
@@ -314,6 +348,21 @@ def render_totals(report: Report) -> str:
     ]
     rows += open_model_rows(report.load_model)
     return "TOTALS\n" + tabulate(rows, tablefmt="plain", disable_numparse=True)
+
+
+def _other_phases(report: Report) -> str:
+    """Setup and teardown lengths beside the measured phase's: they are not in its duration or req/s."""
+    spans = [
+        f"{name} {phase.duration_s:.1f} s"
+        for name, phase in (("setup", report.setup), ("teardown", report.teardown))
+        if phase.duration_s
+    ]
+    return f"; not counted: {', '.join(spans)}" if spans else ""
+
+
+def phase_title(title: str, phase: PhaseTables) -> str:
+    """SETUP or TEARDOWN with the phase's own duration and rate (its endpoints' req/s use the same)."""
+    return f"{title}: {phase.duration_s:.1f} s, {phase.requests:,} requests, {phase.rps:,.1f} req/s"
 
 
 def open_model_rows(model: LoadModel) -> list[list]:
@@ -407,7 +456,11 @@ def render_report(report: Report) -> str:
     """The console report: setup, endpoints, errors, totals, worker problems."""
     parts = []
     if report.setup.endpoints:
-        parts.append(render_endpoints(report.setup.endpoints, "SETUP (before the measured phase)"))
+        parts.append(
+            render_endpoints(
+                report.setup.endpoints, phase_title("SETUP (before the measured phase)", report.setup)
+            )
+        )
     parts += [
         render_endpoints(report.endpoints, "ENDPOINTS (measured phase)"),
         render_errors(report.errors),
@@ -417,7 +470,8 @@ def render_report(report: Report) -> str:
         render_health(report.health),
     ]
     if report.teardown.endpoints:
-        parts.append(render_endpoints(report.teardown.endpoints, "TEARDOWN (verification and cleanup)"))
+        title = phase_title("TEARDOWN (verification and cleanup)", report.teardown)
+        parts.append(render_endpoints(report.teardown.endpoints, title))
     if report.lock_issues is not None:
         parts.append(render_lock_issues(report.lock_issues, report.hold_lock))
     if report.amanflix is not None:

@@ -20,6 +20,7 @@ from amanflix_stress.output.files import check_writable, write_atomic
 from amanflix_stress.output.model import Report
 from amanflix_stress.output.report import render_report, write_json
 from amanflix_stress.output.thresholds import breached, render_thresholds
+from amanflix_stress.output.verdict import console_verdict
 
 LOCK_NAME = ".amanflix-stress.lock"
 MARKER_NAME = ".amanflix-stress-run"  # only folders carrying it are ever removed by retention
@@ -230,7 +231,7 @@ class RunDir:
             written.append(f"removed {len(removed)} old run folder(s), keeping {self.reporting['keep']}")
         if self.folder and not tty and not self.failed:
             return "\n".join([f"results: {self.folder}", *problem_lines(report), report.verdict.summary])
-        return "\n".join([summary, *written, report.verdict.summary])
+        return "\n".join([summary, *written, console_verdict(report.verdict, tty)])
 
     def _write_file(self, what: str, path: str, write: Callable[[str], None]) -> list[str]:
         """Write one output (atomically); a failure (disk full, EIO, read-only) is noted, never raised."""
