@@ -27,10 +27,11 @@ def import_sandbox() -> ModuleType:
     try:  # imported here so Flask loads only when a sandbox is asked for
         return importlib.import_module("amanflix_stress.sandbox")
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in SANDBOX_MODULES:
+        package = (exc.name or "").split(".")[0]  # 'sqlalchemy.exc' missing means sqlalchemy is
+        if package not in SANDBOX_MODULES:
             raise  # a bug of ours, not a missing extra
         raise UsageError(
-            f"the sandbox needs {exc.name}, which is not installed: {SANDBOX_EXTRA_HINT}"
+            f"the sandbox needs {package}, which is not installed: {SANDBOX_EXTRA_HINT}"
         ) from None
 
 
