@@ -54,9 +54,9 @@ class AmanflixUser(User):
             self.cfg["detection"],
         )
         self.catalog, self.password = ctx.shared["catalog"], ctx.shared["password"]
+        self.counts: Counter = Counter()  # before the first api: it counts suspected lock waits here
         self.sessions = [Session(1, self.new_api(self.client))]
         self.ledger = WriteLedger()
-        self.counts: Counter = Counter()
         self.mylist: dict[tuple, bool] = {}
         self.watching: list | None = (
             None  # [kind, id, season, episode, runtime_s, position_s], shared by sessions
