@@ -40,38 +40,57 @@ def all_groups(report) -> list[dict]:
     return report["errors"] + report["setup"]["errors"] + report["teardown"]["errors"]
 
 
-def detected(report, classes: tuple[str, ...], endpoint_word: str = "") -> int:
+def detected(report, classes: tuple[str, ...], where=lambda name: True) -> int:
     return sum(
         n
         for g in all_groups(report)
         if g["class"] in classes
         for name, n in g["endpoints"].items()
-        if endpoint_word in name
+        if where(name)
     )
 
 
+def on_watch(name: str) -> bool:
+    return name == WATCH_UPDATE
+
+
+def elsewhere(name: str) -> bool:
+    return name != WATCH_UPDATE
+
+
+def unhandled(truth: dict, where) -> int:
+    """Lock events that escaped the commit helper (a 500 or an auth_error) on the endpoints `where` picks:
+    in upstream mode each lock the helper met is one lost write of its endpoint."""
+    events, lost = truth["lock_events_by_endpoint"], truth["lost_writes_by_endpoint"]
+    return sum(n - lost.get(name, 0) for name, n in events.items() if where(name))
+
+
 def truth_vs_detected(truth: dict, report: dict) -> dict[str, tuple[int, int]]:
-    """Per class: (the sandbox's ground truth, what the tool counted at any evidence level)."""
+    """Per kind of failure: (the sandbox's ground truth, what the tool counted at any evidence level).
+
+    A watch-history write answered 500 whose read-back finds it missing was either rolled back at its commit
+    (the truth's lost write) or refused before writing (the truth's unhandled lock event); with debug off
+    the client cannot always tell which, so that row counts both, on that endpoint only."""
     lost = truth["lost_writes_by_endpoint"]
-    unhandled = truth["lock_events"] - truth["lock_events_in_commit_helper"]
     return {
-        "watch-history writes lost": (
-            lost.get(WATCH_UPDATE, 0),
-            detected(report, ("lost_update", "lost_insert", "lost_write"), "watch-history"),
+        "watch-history writes lost or refused": (
+            lost.get(WATCH_UPDATE, 0) + unhandled(truth, on_watch),
+            detected(report, ("lost_update", "lost_insert", "lost_write"), lambda n: "watch-history" in n)
+            + detected(report, ("db_locked",), on_watch),
         ),
         "my-list writes lost": (
             sum(n for name, n in lost.items() if "/api/mylist/" in name),
-            detected(report, ("lost_write",), "/api/mylist/"),
+            detected(report, ("lost_write",), lambda n: "/api/mylist/" in n),
         ),
         "registrations lost": (
             lost.get("POST /api/auth/register", 0),
             detected(report, ("phantom_registration",)),
         ),
-        "500s on a lock (db_locked, auth_locked)": (
-            unhandled,
-            detected(report, ("db_locked", "auth_locked")),
+        "other requests refused (db_locked, auth_locked)": (
+            unhandled(truth, elsewhere),
+            detected(report, ("db_locked",), elsewhere) + detected(report, ("auth_locked",)),
         ),
-        "duplicate rows (race)": (
+        "duplicate rows (race, not lock)": (
             truth["duplicate_watch_history_rows_created"],
             report["lock_issues"]["integrity"]["race_duplicates"],
         ),
@@ -101,10 +120,8 @@ def test_per_class_counts_equal_the_ground_truth(tmp_path, admin_env, debug, kin
         )
         truth = srv.truth()
     table = truth_vs_detected(truth, report)
-    print(
-        f"\ndebug {'on' if debug else 'off'}, {kind}: "
-        + "; ".join(f"{k} {t}/{d}" for k, (t, d) in table.items())
-    )
+    classes = {c: dict(levels) for c, levels in report["lock_issues"]["evidence"].items()}
+    print(f"\ndebug {'on' if debug else 'off'}, {kind}: {table}; tool classes {classes}")
     assert truth["lock_events"] > 0, "the held lock should have made the server meet locks"
     assert {k: d for k, (t, d) in table.items()} == {k: t for k, (t, d) in table.items()}, table
     locks = report["lock_issues"]

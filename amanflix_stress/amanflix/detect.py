@@ -65,6 +65,9 @@ LOCK_WAIT_EARLY_S = 0.2  # timers and clocks differ a little between the server 
 # the real server answered writes that met a lock up to 2.1 s after its 5 s busy timeout under load (its
 # commit helper's retries plus queueing: 5.0-7.1 s, amanflix-api.md section 7)
 LOCK_WAIT_LATE_S = 2.2
+# the commit helper pauses 0.1 s after a locked commit before answering: a 500 that came this much after the
+# busy timeout had tried to commit (a rolled-back insert); one sooner was refused before writing anything
+COMMIT_RETRY_S = 0.05
 SUSPECT_KEY = "suspected_lock_wait_ms"  # counter "<key>:<endpoint>:<latency bucket ms>"
 UNVERIFIABLE_KEY = "unverifiable_writes"  # counter "<key>:<endpoint>"
 SUSPECT_BUCKET_MS = 100
@@ -123,6 +126,14 @@ def timing_lock(reply: Reply, window: tuple[float, float] | None, write: bool) -
     seconds = reply.latency_us / 1e6
     status = body_message(reply.body, reply.content_type)[:60]
     return "db_locked", tagged(TIMING, f"{status} after {seconds:.1f} s, the busy timeout: {what}")
+
+
+def missing_write_class(reply: Reply, busy_timeout_s: float, first_write: bool) -> str:
+    """The class of a 500'd write a read-back proved missing: rolled back at its commit (lost_insert or
+    lost_update: the helper's retry pause is in its latency), or refused before writing (db_locked)."""
+    if busy_timeout_s > 0 and reply.latency_us / 1e6 < busy_timeout_s + COMMIT_RETRY_S:
+        return "db_locked"
+    return "lost_insert" if first_write else "lost_update"
 
 
 def suspect_counter(endpoint: str, reply: Reply) -> str:

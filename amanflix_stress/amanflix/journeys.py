@@ -9,7 +9,7 @@ from collections import Counter
 
 from amanflix_stress.amanflix import run_hooks
 from amanflix_stress.amanflix.api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
-from amanflix_stress.amanflix.detect import VERIFIED, tagged
+from amanflix_stress.amanflix.detect import VERIFIED, missing_write_class, tagged
 from amanflix_stress.amanflix.ledger import WriteLedger, same
 from amanflix_stress.engine.client import Reply
 from amanflix_stress.engine.coordinator import RunResult
@@ -283,16 +283,13 @@ class AmanflixUser(User):
         probe = self.read_back(session, key, check=None)
         data = probe.json() if probe.status == 200 else None
         shown = data.get("watch_timestamp") if isinstance(data, dict) else None
-        if probe.status == 404:
-            return "lost_insert", tagged(
-                VERIFIED, "500 to a first write, and a read-back right after finds no row"
-            )
-        if probe.status == 200 and not self.ledger.explains(key, write, shown):
-            return "lost_update", tagged(
-                VERIFIED,
-                f"500 to a write of watch_timestamp {write.value:g}, a read-back right after shows {shown}",
-            )
-        return None
+        if probe.status not in (200, 404) or (
+            probe.status == 200 and self.ledger.explains(key, write, shown)
+        ):
+            return None
+        kind = missing_write_class(reply, self.detect["lock_wait_s"], first_write=probe.status == 404)
+        seen = "no row" if probe.status == 404 else f"watch_timestamp {shown}"
+        return kind, tagged(VERIFIED, f"500 to a write, and a read-back right after finds {seen}")
 
     def read_back(self, session: Session, key: tuple, check="stored") -> Reply:
         """GET the title's record; judged against what may be stored unless `check` is None."""
