@@ -115,10 +115,11 @@ def compare_with_truth(report: dict, truth: dict) -> list[list]:
     mylist_truth = sum(n for name, n in lost.items() if "/api/mylist/" in name)
     return [
         [
-            "watch-history writes lost",
-            lost.get(WATCH_UPDATE, 0),
-            detected_on(report, ("lost_update", "lost_insert", "lost_write"), ("watch-history",)),
-            "echo check, read-backs, final verification",
+            "watch-history writes lost or refused",
+            truth.get("lock_events_by_endpoint", {}).get(WATCH_UPDATE, 0),
+            detected_on(report, ("lost_update", "lost_insert", "lost_write"), ("watch-history",))
+            + detected_on(report, ("db_locked",), (WATCH_UPDATE,)),
+            "echo check, read-back of each bare 500, read-backs, final verification",
         ],
         [
             "my-list writes lost",

@@ -131,7 +131,8 @@ def timing_lock(reply: Reply, window: tuple[float, float] | None, write: bool) -
 def missing_write_class(reply: Reply, busy_timeout_s: float, first_write: bool) -> str:
     """The class of a 500'd write a read-back proved missing: rolled back at its commit (lost_insert or
     lost_update: the helper's retry pause is in its latency), or refused before writing (db_locked)."""
-    if busy_timeout_s > 0 and reply.latency_us / 1e6 < busy_timeout_s + COMMIT_RETRY_S:
+    seconds = reply.latency_us / 1e6
+    if busy_timeout_s - LOCK_WAIT_EARLY_S <= seconds < busy_timeout_s + COMMIT_RETRY_S:
         return "db_locked"
     return "lost_insert" if first_write else "lost_update"
 
