@@ -5,8 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import Counter
 
-from amanflix_stress.amanflix.detect import explicit_lock, lock_wait
+from amanflix_stress.amanflix.detect import (
+    UNVERIFIABLE_KEY,
+    busy_window_s,
+    explicit_lock,
+    in_window,
+    suspect_counter,
+    timing_lock,
+)
 from amanflix_stress.engine.client import HttpClient, Reply
 
 TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
@@ -38,11 +46,18 @@ def error_reason(reply: Reply) -> str:
 class AmanflixApi:
     """One session of one account: its token and calls. Every call records one Sample through the client."""
 
-    def __init__(self, client: HttpClient, lock_wait_s: float = 5.0, lock_tolerance_s: float = 0.6) -> None:
+    def __init__(
+        self,
+        client: HttpClient,
+        lock_wait_s: float = 5.0,
+        lock_tolerance_s: float = 0.6,
+        counts: Counter | None = None,
+    ) -> None:
         self.client = client
         self.token: str | None = None
         self.last_login_mono = 0.0
-        self.lock_wait_s, self.lock_tolerance_s = lock_wait_s, lock_tolerance_s
+        self.window = busy_window_s(lock_wait_s, lock_tolerance_s)
+        self.counts = Counter() if counts is None else counts  # the user's counters: suspected lock waits
 
     def set_token(self, token: str | None) -> None:
         self.token = token
@@ -51,16 +66,26 @@ class AmanflixApi:
         else:
             self.client.headers.pop("Authorization", None)
 
-    def call(self, name: str, method: str, path: str, *, expect=OK, check=None, **kwargs) -> Reply:
-        """One request judged for locks: the body's own signature, then the caller's check, then the wait."""
+    def call(
+        self, name: str, method: str, path: str, *, expect=OK, check=None, unverifiable=False, **kwargs
+    ) -> Reply:
+        """One request judged for locks: the body's own words, then the caller's check (an echo or a
+        read-back), then the busy-timeout signature of a bare 5xx (timing only). A slow 2xx of a write with
+        no read-back (`unverifiable`) is counted as a suspected lock wait, never as a failure."""
 
         def judge(reply: Reply):
-            verdict = explicit_lock(reply) or (check(reply) if check else None)
-            if verdict is None and method != "GET":
-                verdict = lock_wait(reply, self.lock_wait_s, self.lock_tolerance_s)
-            return verdict
+            return (
+                explicit_lock(reply)
+                or (check(reply) if check else None)
+                or timing_lock(reply, self.window, method != "GET")
+            )
 
-        return self.client.call(name, method, path, expect=expect, check=judge, **kwargs)
+        reply = self.client.call(name, method, path, expect=expect, check=judge, **kwargs)
+        if unverifiable and 200 <= reply.status < 300 and not reply.error:
+            self.counts[f"{UNVERIFIABLE_KEY}:{name}"] += 1
+            if in_window(reply, self.window):
+                self.counts[suspect_counter(name, reply)] += 1
+        return reply
 
     # auth (form bodies)
     def register(self, username: str, password: str, email: str, check=None) -> Reply:
@@ -98,13 +123,18 @@ class AmanflixApi:
     def profile(self) -> Reply:
         return self.call("GET /api/auth/profile", "GET", "/api/auth/profile")
 
-    def update_profile(self, username: str, email: str) -> Reply:
+    def update_profile(self, username: str, email: str, check=None) -> Reply:
         return self.call(
-            "POST /api/auth/update", "POST", "/api/auth/update", form={"username": username, "email": email}
+            "POST /api/auth/update",
+            "POST",
+            "/api/auth/update",
+            form={"username": username, "email": email},
+            check=check,
+            unverifiable=True,
         )
 
     def logout(self) -> Reply:
-        return self.call("POST /api/auth/logout", "POST", "/api/auth/logout")
+        return self.call("POST /api/auth/logout", "POST", "/api/auth/logout", unverifiable=True)
 
     def delete_self(self, password: str) -> Reply:
         return self.call("DELETE /api/auth/delete", "DELETE", "/api/auth/delete", form={"password": password})
@@ -203,7 +233,13 @@ class AmanflixApi:
 
     # analytics (JSON bodies; token optional)
     def start_session(self) -> Reply:
-        return self.call("POST /api/analytics/sessions", "POST", "/api/analytics/sessions", expect=(200, 201))
+        return self.call(
+            "POST /api/analytics/sessions",
+            "POST",
+            "/api/analytics/sessions",
+            expect=(200, 201),
+            unverifiable=True,
+        )
 
     def heartbeat(self, session_id: str) -> Reply:
         return self.call(
@@ -211,6 +247,7 @@ class AmanflixApi:
             "POST",
             "/api/analytics/heartbeat",
             json={"session_id": session_id},
+            unverifiable=True,
         )
 
     def end_session(self, session_id: str) -> Reply:
@@ -219,6 +256,7 @@ class AmanflixApi:
             "POST",
             "/api/analytics/end-session",
             json={"session_id": session_id},
+            unverifiable=True,
         )
 
 

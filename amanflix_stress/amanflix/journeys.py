@@ -9,6 +9,7 @@ from collections import Counter
 
 from amanflix_stress.amanflix import run_hooks
 from amanflix_stress.amanflix.api import TOKEN_RETRY_REASONS, AmanflixApi, error_reason, token_subject
+from amanflix_stress.amanflix.detect import VERIFIED, missing_write_class, tagged
 from amanflix_stress.amanflix.ledger import WriteLedger, same
 from amanflix_stress.engine.client import Reply
 from amanflix_stress.engine.coordinator import RunResult
@@ -53,9 +54,9 @@ class AmanflixUser(User):
             self.cfg["detection"],
         )
         self.catalog, self.password = ctx.shared["catalog"], ctx.shared["password"]
+        self.counts: Counter = Counter()  # before the first api: it counts suspected lock waits here
         self.sessions = [Session(1, self.new_api(self.client))]
         self.ledger = WriteLedger()
-        self.counts: Counter = Counter()
         self.mylist: dict[tuple, bool] = {}
         self.watching: list | None = (
             None  # [kind, id, season, episode, runtime_s, position_s], shared by sessions
@@ -66,7 +67,9 @@ class AmanflixUser(User):
         self.companion: threading.Thread | None = None
 
     def new_api(self, client) -> AmanflixApi:
-        return AmanflixApi(client, self.detect["lock_wait_s"], self.detect["lock_wait_tolerance_s"])
+        return AmanflixApi(
+            client, self.detect["lock_wait_s"], self.detect["lock_wait_tolerance_s"], counts=self.counts
+        )
 
     # setup: a fresh account per user, checked before it is used
     def setup(self) -> bool:
@@ -251,14 +254,16 @@ class AmanflixUser(User):
         if kind == "tv":
             body.update(season_number=season, episode_number=episode)
         write = self.ledger.begin(key, session.number, position_s)
-        reply = session.api.update_history(body, check=lambda r: self.judge_echo(key, write, r))
+        reply = session.api.update_history(body, check=lambda r: self.judge_echo(session, key, write, r))
         self.ledger.finish(write, write_outcome(reply))
-        self.counts["watch_writes_acked"] += reply.status == 200 and reply.error in ("", "lock_wait")
+        self.counts["watch_writes_acked"] += reply.status == 200 and not reply.error
         if write.outcome == "acked" and self.ctx.rng.random() < self.detect["readback_share"]:
             self.read_back(session, key)
         return reply
 
-    def judge_echo(self, key: tuple, write, reply: Reply):
+    def judge_echo(self, session: Session, key: tuple, write, reply: Reply):
+        if reply.status == 500:
+            return self.judge_failed_write(session, key, write, reply)
         if reply.status != 200:
             return None
         self.counts["echoes_checked"] += 1
@@ -268,14 +273,30 @@ class AmanflixUser(User):
             self.ledger.note_row(key, data.get("id"))
         if self.ledger.explains(key, write, shown):
             return None
-        return "lost_update", f"sent watch_timestamp {write.value:g}, the 200 answer echoed {shown}"
+        return "lost_update", tagged(
+            VERIFIED, f"sent watch_timestamp {write.value:g}, the 200 answer echoed {shown}"
+        )
 
-    def read_back(self, session: Session, key: tuple) -> Reply:
+    def judge_failed_write(self, session: Session, key: tuple, write, reply: Reply):
+        """A 500 whose body names no cause (debug off): read the title back at once. Missing: the write was
+        lost (verified). Stored: not a loss. The read failing too: no verdict here (timing decides)."""
+        probe = self.read_back(session, key, check=None)
+        data = probe.json() if probe.status == 200 else None
+        shown = data.get("watch_timestamp") if isinstance(data, dict) else None
+        if probe.status not in (200, 404) or (
+            probe.status == 200 and self.ledger.explains(key, write, shown)
+        ):
+            return None
+        kind = missing_write_class(reply, self.detect["lock_wait_s"], first_write=probe.status == 404)
+        seen = "no row" if probe.status == 404 else f"watch_timestamp {shown}"
+        return kind, tagged(VERIFIED, f"500 to a write, and a read-back right after finds {seen}")
+
+    def read_back(self, session: Session, key: tuple, check="stored") -> Reply:
+        """GET the title's record; judged against what may be stored unless `check` is None."""
         self.counts["readbacks"] += 1
         kind, content_id, season, episode = key  # a watch key: (kind, content_id, season, episode)
-        return session.api.get_history(
-            kind, content_id, season, episode, check=lambda r: self.judge_stored(key, r)
-        )
+        judge = (lambda r: self.judge_stored(key, r)) if check else None
+        return session.api.get_history(kind, content_id, season, episode, check=judge)
 
     def judge_stored(self, key: tuple, reply: Reply):
         valid = self.ledger.valid_final(key)
@@ -285,7 +306,9 @@ class AmanflixUser(User):
         shown = data.get("watch_timestamp") if isinstance(data, dict) else None
         if any(same(shown, v) for v in valid):
             return None
-        return "lost_write", f"acknowledged watch_timestamp {valid[-1]:g}, the server holds {shown}"
+        return "lost_write", tagged(
+            VERIFIED, f"acknowledged watch_timestamp {valid[-1]:g}, the server holds {shown}"
+        )
 
     def join_burst(self, session: Session) -> bool:
         """At scheduled instants many users write the same title at once: the collision that locks."""
@@ -329,12 +352,12 @@ class AmanflixUser(User):
             self.mylist[key] = wanted
             return None
         if reply.status == 400 and self.mylist.get(key, False) != wanted:
-            self.mylist[
-                key
-            ] = not wanted  # the server's state, which our earlier acknowledged write did not make
+            # the server is already in the wanted state, which an earlier acknowledged toggle had undone: that
+            # toggle was lost. From now on the local state is the server's, so it is counted once.
+            self.mylist[key] = wanted
             lost = "remove" if wanted else "add"
-            return (
-                "lost_write",
+            return "lost_write", tagged(
+                VERIFIED,
                 f"my-list {lost} was answered 200 earlier, but the server says the item is "
                 + ("still there" if wanted else "missing"),
             )
@@ -346,15 +369,15 @@ class AmanflixUser(User):
         if reply.status != 200 or exists is None or exists == self.mylist.get(key, False):
             return None
         self.mylist[key] = bool(exists)
-        return (
-            "lost_write",
+        return "lost_write", tagged(
+            VERIFIED,
             f"my-list check says exists={exists} after an acknowledged {'remove' if exists else 'add'}",
         )
 
     def update_profile(self, session: Session) -> Reply:
         self.counts["profile_updates"] += 1
         email = f"{self.username}+{self.counts['profile_updates']}@amanflix-stress.test"
-        return session.api.update_profile(self.username, email)
+        return session.api.update_profile(self.username, email, check=lambda r: judge_profile_echo(email, r))
 
     # the end: verify, end sessions, leave nothing behind
     def teardown(self) -> None:
@@ -399,21 +422,17 @@ class AmanflixUser(User):
         self.counts["history_listings_checked"] += 1
 
     def verify_mylist(self, api: AmanflixApi) -> None:
-        if self.mylist:
-            api.mylist_all(per_page=50, check=self.judge_listing)
-
-    def judge_listing(self, reply: Reply):
-        held = listed_items(reply)
+        """List the server's my-list; each item that differs from the acknowledged state is checked on its
+        own, so each lost write is one lost_write (and the check makes the local state the server's)."""
+        if not self.mylist:
+            return
+        held = listed_items(api.mylist_all(per_page=50))
         if held is None:
-            return None
+            return
         self.counts["mylist_items_verified"] += len(self.mylist)
-        wrong = [key for key, wanted in self.mylist.items() if (key in held) != wanted]
-        if not wrong:
-            return None
-        return (
-            "lost_write",
-            f"{len(wrong)} my-list items differ from the acknowledged adds and removes, e.g. {wrong[0]}",
-        )
+        for key in [key for key, wanted in self.mylist.items() if (key in held) != wanted]:
+            kind, content_id = key
+            api.mylist("check", kind, content_id, check=lambda r, k=key: self.judge_check(k, r))
 
     def delete_account(self, api: AmanflixApi) -> None:
         """Self-delete, then prove it: a deleted account cannot log in (the server can lose the delete)."""
@@ -451,24 +470,32 @@ def phantom_check(reply: Reply):
         and isinstance(data, dict)
         and token_subject(str(data.get("api_key", ""))) in (None, "None")
     ):
-        return (
-            "phantom_registration",
-            "register answered 200 with a token for user 'None': no account was stored",
+        return "phantom_registration", tagged(
+            VERIFIED, "register answered 200 with a token for user 'None': no account was stored"
         )
     return None
 
 
 def deleted_check(reply: Reply):
     if reply.status == 200:
-        return (
-            "lost_write",
-            "self-delete answered 200, but the account still logs in: the delete was rolled back",
+        return "lost_write", tagged(
+            VERIFIED, "self-delete answered 200, but the account still logs in: the delete was rolled back"
         )
     return None
 
 
+def judge_profile_echo(email: str, reply: Reply):
+    """A profile update's 200 echoes the email: an echo of another one shows the update was not stored. The
+    echo of the one sent proves nothing (a server may echo the form), so the write stays unverifiable."""
+    data = reply.json()
+    shown = data.get("email") if reply.status == 200 and isinstance(data, dict) else email
+    if shown == email:
+        return None
+    return "lost_write", tagged(VERIFIED, f"profile update answered 200 echoing another email: {shown}")
+
+
 def write_outcome(reply: Reply) -> str:
-    if reply.status == 200 and reply.error in ("", "lock_wait"):
+    if reply.status == 200 and not reply.error:
         return "acked"
     if reply.error in ("lost_update", "lost_insert") or 400 <= reply.status < 500:
         return "lost"

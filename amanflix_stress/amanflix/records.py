@@ -46,20 +46,65 @@ class LockInterval:
 
 
 @dataclass(frozen=True)
-class LockIssues:
-    """DATABASE LOCK ISSUES: what SQLite locks did to the run, shown or hidden, and what was verified."""
+class SuspectedWait:
+    """Unverifiable writes of one endpoint answered 2xx inside the busy-timeout window: maybe a lock wait."""
 
-    detected: bool = doc("any lock issue at all")
-    total: int = doc("lock issues of every class, all phases")
-    by_class: Mapping[str, int] = doc("class -> count, in the report's class order; zero classes left out")
+    endpoint: str = doc("endpoint template")
+    count: int = doc("writes answered inside the window")
+    min_s: float = doc("fastest of them, seconds (100 ms buckets)")
+    max_s: float = doc("slowest of them, seconds (100 ms buckets, upper edge)")
+
+
+@dataclass(frozen=True)
+class DataIntegrity:
+    """DATA INTEGRITY: writes a lock lost, apart from duplicate rows a race created (not a lock)."""
+
+    lock_caused_losses: int = doc("found lost writes of every loss class (lock-caused)")
+    race_duplicates: int = doc(
+        "duplicate watch-history rows: concurrent first writes, check-then-insert with no unique key"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockIssues:
+    """DATABASE LOCK ISSUES: what SQLite locks did to the run, shown or hidden, with the evidence for each."""
+
+    detected: bool = doc("any found lock issue (evidence verified or server-said)")
+    total: int = doc("found lock issues of every class, all phases; timing-only suspicions are not in it")
+    by_class: Mapping[str, int] = doc(
+        "class -> found count, in the report's class order; zero classes left out"
+    )
     explain: Mapping[str, str] = doc("class -> what it means")
-    writes_in_flight: Mapping[str, InFlight] = doc("class -> writes in flight when it happened")
+    writes_in_flight: Mapping[str, InFlight] = doc("class -> writes in flight when found issues happened")
     lock_error_rate: float = doc("total / requests of all phases (0-1)")
-    endpoints: Mapping[str, Mapping[str, int]] = doc("endpoint -> class -> count, most issues first")
-    top_users: tuple[TopUser, ...] = doc("up to 10 users with the most lock issues")
-    timeline: tuple[LockInterval, ...] = doc("the intervals with lock issues")
+    endpoints: Mapping[str, Mapping[str, int]] = doc("endpoint -> class -> found count, most issues first")
+    top_users: tuple[TopUser, ...] = doc("up to 10 users with the most lock issues (timing-only included)")
+    timeline: tuple[LockInterval, ...] = doc("the intervals with lock issues, every evidence level")
     verified: Mapping[str, int] = doc("what was checked: counter -> how many")
-    not_verifiable: str = doc("writes the API gives no way to read back")
+    not_verifiable: str = doc("which writes the API gives no way to read back, and how many; '' if none")
+    # the parts below came with evidence levels; a report written before them reads back with None
+    evidence: Mapping[str, Mapping[str, int]] | None = doc(
+        "class -> evidence level (verified, server-said, timing) -> count, timing-only ones included",
+        omit_none=True,
+    )
+    suspected: Mapping[str, int] | None = doc(
+        "class -> issues with timing evidence only (a bare 500 at the busy timeout): not in total",
+        omit_none=True,
+    )
+    unverifiable_writes: Mapping[str, int] | None = doc(
+        "endpoint -> writes answered 2xx with no safe read-back", omit_none=True
+    )
+    suspected_lock_waits: tuple[SuspectedWait, ...] | None = doc(
+        "unverifiable writes answered inside the busy-timeout window: not failures, not in the error rate",
+        omit_none=True,
+    )
+    lock_wait_window_s: tuple[float, float] | None = doc(
+        "[low, high] seconds of the busy-timeout signature (detection.lock_wait_s); left out when off",
+        omit_none=True,
+    )
+    integrity: DataIntegrity | None = doc(
+        "DATA INTEGRITY: lock-caused losses beside race-caused duplicate rows", omit_none=True
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

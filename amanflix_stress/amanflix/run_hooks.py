@@ -7,7 +7,7 @@ import secrets
 
 from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
-from amanflix_stress.amanflix.detect import lock_summary
+from amanflix_stress.amanflix.detect import busy_window_s, lock_summary
 from amanflix_stress.amanflix.records import Accounts, Cleanup, LockIssues, RunFindings
 from amanflix_stress.engine.client import HttpClient
 from amanflix_stress.engine.coordinator import RunResult
@@ -172,6 +172,8 @@ def summarise_locks(plan: RunPlan, result: RunResult) -> LockIssues:
             "phantom_registrations",
         )
     }
+    detection = plan.settings.get("detection", {})
+    window = busy_window_s(detection.get("lock_wait_s", 5.0), detection.get("lock_wait_tolerance_s", 0.6))
     return lock_summary(
         agg.error_rows(everything),
         agg.user_rows(everything),
@@ -179,4 +181,5 @@ def summarise_locks(plan: RunPlan, result: RunResult) -> LockIssues:
         result.intervals,
         counters,
         verified,
+        window,
     )

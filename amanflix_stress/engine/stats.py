@@ -22,10 +22,20 @@ _MASKS = (
 )
 
 
+# an HTTP status with its reason phrase ("500 Internal Server Error") or "the 200 answer" names the failure:
+# its digits group nothing away, so they are kept
+_STATUS = re.compile(r"\b([1-5]\d\d)(?= (?:[A-Z][a-z]|answer))")
+_KEEP = "\x00"  # stands in for a kept status's digits while the masks run
+
+
 def normalise_message(message: str) -> str:
-    """Mask numbers and ids so that similar errors group together."""
+    """Mask numbers and ids so that similar errors group together; HTTP statuses keep their digits."""
+    statuses = _STATUS.findall(message)
+    message = _STATUS.sub(_KEEP, message)
     for pattern, mask in _MASKS:
         message = pattern.sub(mask, message)
+    for status in statuses:
+        message = message.replace(_KEEP, status, 1)
     return message[:200]
 
 

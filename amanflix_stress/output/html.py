@@ -286,24 +286,19 @@ def baseline_section(comparison: Comparison | None) -> str:
 
 
 def lock_section(section: LockIssues | None, hold_lock: HoldLock | None) -> str:
-    """DATABASE LOCK ISSUES: by class with their meaning, by endpoint, and each held lock window."""
+    """DATABASE LOCK ISSUES: found ones by class with their evidence, timing-only suspicions and suspected
+    lock waits apart, DATA INTEGRITY, and each held lock window."""
     if not section:
         return ""
     verified = verified_text(section)
-    if not section.detected:
-        return f'<h2>Database lock issues</h2><p class="note">none detected; verified: {esc(verified)}</p>'
-    classes = [[esc(c), esc(n), esc(section.explain[c])] for c, n in section.by_class.items()]
-    endpoints = [
-        [esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
-        for name, counts in section.endpoints.items()
-    ]
     parts = [
-        f"<h2>Database lock issues detected: {section.total:,} ({section.lock_error_rate:.2%} of "
-        "requests)</h2>",
-        table(["class", "count", "what it means"], classes),
-        table(["endpoint", "lock issues"], endpoints),
-        f'<p class="note">verified: {esc(verified)}</p>',
+        '<h2>Database lock issues</h2><p class="note">none detected; verified: ' + esc(verified) + "</p>"
     ]
+    if section.detected:
+        parts = [found_locks(section), f'<p class="note">verified: {esc(verified)}</p>']
+    if section.not_verifiable:
+        parts.append(f'<p class="note">not verified: {esc(section.not_verifiable)}</p>')
+    parts += [suspected_locks(section), integrity(section)]
     if hold_lock:
         windows = [
             [
@@ -319,6 +314,66 @@ def lock_section(section: LockIssues | None, hold_lock: HoldLock | None) -> str:
             + table(["window", "lock issues found", "lock", "held s"], windows)
         )
     return "".join(parts)
+
+
+def evidence_cell(counts) -> str:
+    return esc(", ".join(f"{level} {n:,}" for level, n in counts.items() if level != "timing") or "-")
+
+
+def found_locks(section: LockIssues) -> str:
+    classes = [
+        [esc(c), esc(n), evidence_cell((section.evidence or {}).get(c, {})), esc(section.explain[c])]
+        for c, n in section.by_class.items()
+    ]
+    endpoints = [
+        [esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
+        for name, counts in section.endpoints.items()
+    ]
+    return (
+        f"<h2>Database lock issues detected: {section.total:,} ({section.lock_error_rate:.2%} of "
+        "requests)</h2>"
+        + table(["class", "count", "evidence", "what it means"], classes)
+        + table(["endpoint", "lock issues"], endpoints)
+    )
+
+
+def suspected_locks(section: LockIssues) -> str:
+    """Timing-only suspicions and suspected lock waits: shown, never counted as found."""
+    parts = []
+    if section.suspected:
+        rows = [[esc(c), esc(n), esc("timing")] for c, n in (section.suspected or {}).items()]
+        parts.append(
+            "<h3>Suspected, timing only (not counted as found)</h3>"
+            '<p class="note">a bare 500 at the busy timeout, nothing naming the cause, no read-back proof</p>'
+            + table(["class", "count", "evidence"], rows)
+        )
+    if section.suspected_lock_waits:
+        low, high = section.lock_wait_window_s or (0.0, 0.0)
+        rows = [
+            [esc(w.endpoint), esc(w.count), esc(f"{w.min_s:.1f}-{w.max_s:.1f} s")]
+            for w in section.suspected_lock_waits or ()
+        ]
+        parts.append(
+            "<h3>Suspected lock waits (not failures, not in the error rate)</h3>"
+            f'<p class="note">unverifiable writes answered 2xx in {low:.1f}-{high:.1f} s</p>'
+            + table(["endpoint", "writes", "latency"], rows)
+        )
+    return "".join(parts)
+
+
+def integrity(section: LockIssues) -> str:
+    figures = section.integrity
+    if figures is None or (not figures.lock_caused_losses and not figures.race_duplicates):
+        return ""
+    return (
+        "<h3>Data integrity</h3>"
+        + table(
+            ["lock-caused losses", "race-caused duplicate rows"],
+            [[esc(figures.lock_caused_losses), esc(figures.race_duplicates)]],
+        )
+        + '<p class="note">duplicates come from concurrent first writes with no unique key: '
+        "a race, not a lock</p>"
+    )
 
 
 def cards(report: Report) -> str:

@@ -304,8 +304,13 @@ _MODULE_PATH = re.compile(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\.(?=[A-Z][
 
 
 def _short_example(example: str, width: int = 70) -> str:
-    """The example as the table shows it: exception module paths dropped so the reason fits."""
-    return _MODULE_PATH.sub("", example)[:width]
+    """The example as the table shows it: exception module paths dropped so the reason fits, shortened at a
+    word with an ellipsis when it is still too long (the JSON report keeps the full text)."""
+    text = _MODULE_PATH.sub("", example)
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def render_users(rows: tuple[UserRow, ...], limit: int = 5) -> str:
@@ -508,39 +513,95 @@ def verified_text(section: LockIssues) -> str:
 
 
 def render_lock_issues(section: LockIssues, hold_lock: HoldLock | None = None) -> str:
-    """DATABASE LOCK ISSUES DETECTED, or what was verified to find none."""
+    """DATABASE LOCK ISSUES DETECTED (found: verified or server-said), or what was verified to find none;
+    then, apart, timing-only suspicions, suspected lock waits and DATA INTEGRITY."""
     verified = verified_text(section)
-    held = render_hold_windows(hold_lock) if hold_lock else ""
     caveat = f"\nnot verified: {section.not_verifiable}" if section.not_verifiable else ""
-    if not section.detected:
-        return f"no lock issues detected; verified: {verified}{caveat}" + (f"\n\n{held}" if held else "")
+    parts = [f"no lock issues detected; verified: {verified}{caveat}"]
+    if section.detected:
+        parts = [_found_lock_issues(section), f"verified: {verified}{caveat}"]
+    parts += [_suspected_issues(section), _suspected_waits(section), _data_integrity(section)]
+    if hold_lock:
+        parts.append(render_hold_windows(hold_lock))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _evidence_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{level} {n:,}" for level, n in counts.items() if level != "timing") or "-"
+
+
+def _found_lock_issues(section: LockIssues) -> str:
+    by_level: dict[str, int] = {}
+    for cls in section.by_class:
+        for level, n in (section.evidence or {}).get(cls, {}).items():
+            if level != "timing":
+                by_level[level] = by_level.get(level, 0) + n
     classes = [
-        [cls, f"{n:,}", _in_flight(section.writes_in_flight.get(cls)), section.explain[cls]]
+        [
+            cls,
+            f"{n:,}",
+            _evidence_text((section.evidence or {}).get(cls, {})),
+            _in_flight(section.writes_in_flight.get(cls)),
+            section.explain[cls],
+        ]
         for cls, n in section.by_class.items()
-    ]
-    parts = [
-        f"DATABASE LOCK ISSUES DETECTED: {section.total:,} ({section.lock_error_rate:.2%} of requests)",
-        tabulate(
-            classes,
-            ["class", "count", "writes in flight", "what it means"],
-            tablefmt="simple",
-            disable_numparse=True,
-        ),
     ]
     endpoint_rows = [
         [name, ", ".join(f"{c} {n:,}" for c, n in counts.items())]
         for name, counts in list(section.endpoints.items())[:8]
     ]
-    parts.append(
-        tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True)
-    )
     users = ", ".join(f"user {u.user}: {u.lock_errors}" for u in section.top_users[:5])
-    parts.append(f"top users: {users or '-'}")
-    parts.append("timeline: " + (_timeline(section.timeline) or "-"))
-    parts.append(f"verified: {verified}{caveat}")
-    if held:
-        parts.append(held)
-    return "\n".join(parts)
+    return "\n".join(
+        [
+            f"DATABASE LOCK ISSUES DETECTED: {section.total:,} ({section.lock_error_rate:.2%} of requests; "
+            f"evidence: {_evidence_text(by_level)})",
+            tabulate(
+                classes,
+                ["class", "count", "evidence", "writes in flight", "what it means"],
+                tablefmt="simple",
+                disable_numparse=True,
+            ),
+            tabulate(endpoint_rows, ["endpoint", "lock issues"], tablefmt="simple", disable_numparse=True),
+            f"top users: {users or '-'}",
+            "timeline: " + (_timeline(section.timeline) or "-"),
+        ]
+    )
+
+
+def _suspected_issues(section: LockIssues) -> str:
+    if not section.suspected:
+        return ""
+    counts = ", ".join(f"{cls} {n:,}" for cls, n in (section.suspected or {}).items())
+    return (
+        f"SUSPECTED, TIMING ONLY (not counted as found lock issues): {counts}\n"
+        "  a bare 500 answered at the busy timeout, with nothing naming the cause and no read-back to prove "
+        "a loss"
+    )
+
+
+def _suspected_waits(section: LockIssues) -> str:
+    if not section.suspected_lock_waits:
+        return ""
+    low, high = section.lock_wait_window_s or (0.0, 0.0)
+    rows = [
+        [w.endpoint, f"{w.count:,}", f"{w.min_s:.1f}-{w.max_s:.1f} s"]
+        for w in section.suspected_lock_waits or ()
+    ]
+    return (
+        f"SUSPECTED LOCK WAITS (not failures, not in the error rate or the lock count): unverifiable writes "
+        f"answered 2xx in {low:.1f}-{high:.1f} s, the busy-timeout window\n"
+        + tabulate(rows, ["endpoint", "writes", "latency"], tablefmt="simple", disable_numparse=True)
+    )
+
+
+def _data_integrity(section: LockIssues) -> str:
+    figures = section.integrity
+    if figures is None or (not figures.lock_caused_losses and not figures.race_duplicates):
+        return ""
+    return (
+        f"DATA INTEGRITY: lock-caused losses {figures.lock_caused_losses:,}; race-caused duplicate rows "
+        f"{figures.race_duplicates:,} (concurrent first writes, no unique key: a race, not a lock)"
+    )
 
 
 def _timeline(rows: tuple[LockInterval, ...]) -> str:

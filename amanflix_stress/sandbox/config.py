@@ -27,9 +27,9 @@ class SandboxConfig:
     catalog: str = "default"
     admin_password: str | None = None
     truth_path: str | None = None
-    # True: unhandled errors answer the Werkzeug debugger page naming the exception (upstream's app.run);
-    # False: Werkzeug's generic 500 page, as the server is deployed. The `sandbox` command defaults to False.
-    debug: bool = True
+    # False (default, like the `sandbox` command and the demo): Werkzeug's generic 500 page that names no
+    # exception, as the server is deployed; True: the debugger page naming it (upstream's app.run).
+    debug: bool = False
     log_path: str | None = None  # server log (default <db dir>/amanflix.log)
 
     def __post_init__(self) -> None:

@@ -110,7 +110,8 @@ def is_debug_page(resp, exception_prefix: str) -> bool:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     db = tmp_path_factory.mktemp("sandbox") / "amanflix.db"
-    with start_sandbox(SandboxConfig(db_path=str(db), hash_iterations=FAST_HASH)) as srv:
+    # debug on: these contract tests read the exception the debugger page names (test_errors covers off)
+    with start_sandbox(SandboxConfig(db_path=str(db), hash_iterations=FAST_HASH, debug=True)) as srv:
         yield srv
 
 
