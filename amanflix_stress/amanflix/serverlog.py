@@ -18,6 +18,7 @@ from amanflix_stress.amanflix.records import doc
 POLL_S = 0.1  # how often the follower looks for new lines (tail -f does the same); read at call time
 READ_CHUNK_BYTES = 64 * 1024
 MAX_READ_PER_POLL_BYTES = 8 * 1024 * 1024  # a huge burst of log is read over several polls, never at once
+TAIL_BYTES = 256  # compared on each look: a timestamped line makes a false match after a truncation unlikely
 MAX_LINE_BYTES = 64 * 1024  # a longer line is cut: only its start can name a lock
 MAX_EVENTS = 500_000  # a run that logs more keeps counting but stops keeping each event's time
 STAMP_REACH_S = 1.0  # an unstamped line read later than this after the last stamp gets its read time
@@ -109,6 +110,7 @@ class LogFollower:
         self._file: BinaryIO | None = None
         self._inode: tuple[int, int] | None = None
         self._partial = b""
+        self._tail = b""  # the last bytes read, to notice a truncation the file has since outgrown
         self._last_time_s = 0.0
         self._missing = False
         self._stop = threading.Event()
@@ -152,14 +154,19 @@ class LogFollower:
         self._poll()  # the last lines, written before the run's last answers arrived
 
     def _open(self, at_end: bool) -> None:
-        handle = open(self.path, "rb")  # noqa: SIM115  (held open across polls, closed in stop/_reopen)
-        info = os.fstat(handle.fileno())
+        # non-blocking: opening a FIFO for reading would otherwise wait for a writer
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            handle.close()
+            os.close(fd)
             raise OSError(f"not a regular file ({stat.filemode(info.st_mode)})")
+        handle = os.fdopen(fd, "rb")  # held open across polls, closed in stop/_reopen
         if at_end:
             handle.seek(0, os.SEEK_END)
         self._file, self._inode, self._partial = handle, (info.st_dev, info.st_ino), b""
+        self._tail = b""
+        if at_end and handle.tell():
+            self._tail = os.pread(handle.fileno(), TAIL_BYTES, max(0, handle.tell() - TAIL_BYTES))
 
     def _poll(self) -> None:
         try:
@@ -175,11 +182,21 @@ class LogFollower:
         if (info.st_dev, info.st_ino) != self._inode:
             self._read_new()
             self._reopen("was replaced (rotated)")
-        elif self._file is not None and info.st_size < self._file.tell():
+        elif self._file is not None and self._shrank(info.st_size):
             self._file.seek(0)
-            self._partial = b""
+            self._partial = self._tail = b""
             self._problem(f"--server-log: {self.path} was truncated at {clock()}; reading it from the start")
         self._read_new()
+
+    def _shrank(self, size: int) -> bool:
+        """Truncated since the last look: shorter than what was read, or (truncated and written again
+        past that point) the bytes just before the read position are no longer the ones read there."""
+        assert self._file is not None
+        position = self._file.tell()
+        if size < position:
+            return True
+        seen = len(self._tail)
+        return seen > 0 and os.pread(self._file.fileno(), seen, position - seen) != self._tail
 
     def _reopen(self, why: str) -> None:
         if self._file is not None:
@@ -206,6 +223,7 @@ class LogFollower:
             self._problem(f"--server-log: cannot read {self.path}: {reason(exc)}")
 
     def _take(self, chunk: bytes) -> None:
+        self._tail = (self._tail + chunk)[-TAIL_BYTES:]
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         self._partial = self._partial[:MAX_LINE_BYTES]
         for raw in lines:
