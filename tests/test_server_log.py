@@ -130,12 +130,20 @@ def test_log_times_are_local_time_with_milliseconds():
     line = f"{asctime(now_s)} [WARNING] ⚠ [db_utils.py:153] {lock_retry_line(1, 0.1)}"
     assert line_time_s(line) == pytest.approx(now_s, abs=0.002)
     coloured = f"\x1b[33m{line}\x1b[0m"
-    event, _last = parse_line(coloured, 0.0, now_s)
-    assert (
-        event is not None
-        and event.kind == "commit_helper"
-        and event.time_s == pytest.approx(now_s, abs=0.002)
-    )
+    event, _record = parse_line(coloured, None, now_s + 9)
+    assert event is not None and event.kind == "commit_helper"
+    assert event.time_s == pytest.approx(now_s, abs=0.002)
+
+
+def test_a_traceback_takes_its_error_records_time_or_else_the_time_it_was_read():
+    unhandled = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"
+    _none, record = parse_line("[2026-11-30 01:41:21,395] ERROR in app: Exception on /x [PUT]", None, 0.0)
+    event, record = parse_line(unhandled, record, 1e9)
+    assert event is not None and event.time_s == line_time_s("2026-11-30 01:41:21,395 x")
+    # debug on: a bare traceback after an unrelated stamped line is timed when read, not by that line
+    _none, record = parse_line(f"{asctime(100.0)} [WARNING] ⚠ [db_utils.py:153] x", record, 0.0)
+    event, _record = parse_line(unhandled, record, 123.5)
+    assert event is not None and event.time_s == 123.5
 
 
 @pytest.mark.parametrize(

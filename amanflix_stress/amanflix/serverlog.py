@@ -21,7 +21,6 @@ MAX_READ_PER_POLL_BYTES = 8 * 1024 * 1024  # a huge burst of log is read over se
 TAIL_BYTES = 256  # compared on each look: a timestamped line makes a false match after a truncation unlikely
 MAX_LINE_BYTES = 64 * 1024  # a longer line is cut: only its start can name a lock
 MAX_EVENTS = 500_000  # a run that logs more keeps counting but stops keeping each event's time
-STAMP_REACH_S = 1.0  # an unstamped line read later than this after the last stamp gets its read time
 
 # upstream's logger: '2026-11-30 01:41:21,395 [WARNING] ⚠ [db_utils.py:153] Database locked during ...';
 # Flask's (debug off): '[2026-11-30 01:41:21,395] ERROR in app: Exception on /api/... [PUT]'
@@ -72,22 +71,22 @@ def line_time_s(line: str) -> float | None:
     return whole + int(match.group(2)) / 1000
 
 
-def parse_line(line: str, last_time_s: float, read_s: float) -> tuple[LogEvent | None, float]:
-    """The lock event a line records (or None), and the last stamped time. A line without a time (a
-    traceback's) belongs to the stamped line just before it ('ERROR in app', debug off), or, when that is
-    older than STAMP_REACH_S (debug on prints bare tracebacks), to the moment it was read."""
+def parse_line(line: str, record_s: float | None, read_s: float) -> tuple[LogEvent | None, float | None]:
+    """The lock event a line records (or None), and the time of the record it opens. A line without a time
+    (a traceback's) belongs to the 'ERROR in app' record just before it (debug off); a bare traceback
+    (debug on) gets the moment it was read, `read_s` (the follower looks every POLL_S)."""
     line = strip_ansi(line)
     stamped = line_time_s(line)
     if stamped is not None:
-        last_time_s = stamped
-    now_s = last_time_s if read_s - last_time_s <= STAMP_REACH_S else read_s
+        record_s = stamped if "ERROR in app" in line else None
+    now_s = stamped if stamped is not None else record_s if record_s is not None else read_s
     if commit := COMMIT_LOCK.search(line):
-        return LogEvent(now_s, "commit_helper", int(commit.group(1))), last_time_s
+        return LogEvent(now_s, "commit_helper", int(commit.group(1))), record_s
     if TOKEN_LOCK.search(line):
-        return LogEvent(now_s, "token_check"), last_time_s
+        return LogEvent(now_s, "token_check"), record_s
     if UNHANDLED_LOCK.match(line):
-        return LogEvent(now_s, "unhandled"), last_time_s
-    return None, last_time_s
+        return LogEvent(now_s, "unhandled"), record_s
+    return None, record_s
 
 
 def is_request(event: LogEvent) -> bool:
@@ -111,7 +110,7 @@ class LogFollower:
         self._inode: tuple[int, int] | None = None
         self._partial = b""
         self._tail = b""  # the last bytes read, to notice a truncation the file has since outgrown
-        self._last_time_s = 0.0
+        self._record_s: float | None = None  # the time of the 'ERROR in app' record being read
         self._missing = False
         self._stop = threading.Event()
         self._changed = threading.Condition()
@@ -233,7 +232,7 @@ class LogFollower:
 
     def _line(self, line: str) -> None:
         self.lines_read += 1
-        event, self._last_time_s = parse_line(line, self._last_time_s, time.time())
+        event, self._record_s = parse_line(line, self._record_s, time.time())
         if event is None:
             return
         self.commit_lines += event.kind == "commit_helper"
