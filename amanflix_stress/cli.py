@@ -10,8 +10,9 @@ import time
 from dataclasses import replace
 
 from amanflix_stress import __version__
-from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder
+from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder, window_evidence
 from amanflix_stress.amanflix.probe import Probe, ProbeConfig
+from amanflix_stress.amanflix.serverlog import event_times, evidence, follower_for
 from amanflix_stress.amanflix.validate import (
     ADMIN_PASSWORD_ENV,
     ADMIN_USER_ENV,
@@ -247,6 +248,12 @@ def add_amanflix_flags(run: argparse.ArgumentParser) -> None:
         help="reserved blocks writers; exclusive blocks readers too",
     )
     run.add_argument(
+        "--server-log",
+        metavar="PATH",
+        help="follow the target's log on this machine (e.g. api/logs/amanflix.log) and set the lock events "
+        "it logs beside what the tool found",
+    )
+    run.add_argument(
         "--report-dir",
         help="put each run in a timestamped folder here (JSON, time series, summary, "
         "HTML); one run at a time per folder",
@@ -376,17 +383,30 @@ def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
     on_interval = TimeSeriesWriter(plan.timeseries_path) if plan.timeseries_path else None
     holder = lock_holder(args)
     on_start = (lambda start_s: holder.start(plan.duration_s)) if holder else None
+    follower = follower_for(args, warn)  # from the log's end now, so setup's lock events count too
     try:
         result = start_run(plan, printer, args, on_start, on_interval)
     finally:
         if holder is not None:
             holder.stop()
+        if follower is not None:
+            follower.stop()
+    if follower is not None:
+        result.extra["server_log"] = evidence(follower, plan, result)
     if holder is not None:
         lag_s = plan.settings.get("detection", {}).get("lock_wait_s", 5.0) + 1.0
         lock_issues = result.extra.get("lock_issues")
         lock_timeline = lock_issues.timeline if lock_issues else ()
         result.extra["hold_lock"] = hold_lock_section(holder, lock_timeline, lag_s)
+        result.extra["held_windows"] = window_evidence(
+            holder.windows, result.intervals, lag_s, event_times(follower)
+        )
     return result
+
+
+def warn(line: str) -> None:
+    """A problem the run survives (e.g. --server-log went away): one line on stderr, the run goes on."""
+    print(f"amanflix-stress: warning: {line}", file=sys.stderr)
 
 
 def start_run(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace, on_start, on_interval=None):

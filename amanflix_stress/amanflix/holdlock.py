@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 import threading
 import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from amanflix_stress.amanflix.records import HeldWindow, HoldLock, LockInterval
+from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.amanflix.records import HeldWindow, HoldLock, LockInterval, doc
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
 
@@ -131,4 +136,76 @@ def hold_lock_section(holder: LockHolder, lock_timeline: tuple[LockInterval, ...
         every_s=holder.every_s,
         windows=windows,
         windows_detected=sum(1 for w in windows if w.lock_issues_detected),
+    )
+
+
+# lock classes the server answers with a 500 (shown): the rest were answered 2xx and found by checking
+ANSWERED_500 = frozenset({"db_locked", "pool_timeout", "auth_locked", "db_error", "lost_insert"})
+# a race, and a timing-only suspicion: listed, but not counted as failures the lock caused
+NOT_LOCK_FAILURES = frozenset({"duplicate_rows", "lock_wait"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowEvidence:
+    """One held window with every lock class the tool found in it and, with --server-log, what the server
+    logged in it. Each interval and each logged event belongs to the last window started before it, up to
+    the lag after that window's end, so no finding is counted in two windows."""
+
+    window: int = doc("1-based window number")
+    kind: str = doc("reserved or exclusive")
+    start_s: float = doc("when the lock was taken, epoch seconds")
+    end_s: float | None = doc("when it was released; null if it never was")
+    error: str | None = doc("why the lock could not be taken", omit_none=True)
+    lock_classes: Mapping[str, int] = doc("lock class -> count found in the window, every class")
+    answered_500: int = doc("of those, failures the server answered with a 500")
+    answered_2xx: int = doc(
+        "of those, failures answered 2xx (hidden, found by a check); not lock_wait or duplicate_rows"
+    )
+    bare_5xx: int = doc("500s in the window the tool did not attribute to a lock (class http_5xx)")
+    server_events: int | None = doc("with --server-log: lock events the server logged in the window")
+
+
+def owner(time_s: float, starts: list[float], ends: list[float], lag_s: float) -> int | None:
+    """The window a time belongs to: the last one started at or before it, if it ended at most lag_s ago."""
+    index = bisect.bisect_right(starts, time_s) - 1
+    return index if index >= 0 and time_s <= ends[index] + lag_s else None
+
+
+def window_evidence(
+    windows: list[dict], intervals: list[dict], lag_s: float, server_times: list[float] | None
+) -> tuple[WindowEvidence, ...]:
+    """Each held window with the tool's lock classes and bare 500s (from the intervals that ended in it)
+    and the server's logged lock events (their times), for the held-window table."""
+    starts = [w["start_s"] for w in windows]
+    ends = [w.get("end_s") or w["start_s"] for w in windows]
+    classes: list[Counter] = [Counter() for _ in windows]
+    for row in intervals:
+        index = owner(row["end_s"], starts, ends, lag_s)
+        if index is not None:
+            classes[index].update(row["errors"])
+    logged = [0] * len(windows)
+    for time_s in server_times or ():
+        if (index := owner(time_s, starts, ends, lag_s)) is not None:
+            logged[index] += 1
+    return tuple(
+        evidence_row(i, window, classes[i], logged[i] if server_times is not None else None)
+        for i, window in enumerate(windows)
+    )
+
+
+def evidence_row(index: int, window: dict, errors: Counter, logged: int | None) -> WindowEvidence:
+    found = {c: errors[c] for c in LOCK_CLASSES if errors.get(c)}
+    shown = sum(n for c, n in found.items() if c in ANSWERED_500)
+    hidden = sum(n for c, n in found.items() if c not in ANSWERED_500 and c not in NOT_LOCK_FAILURES)
+    return WindowEvidence(
+        window=index + 1,
+        kind=window["kind"],
+        start_s=window["start_s"],
+        end_s=window["end_s"],
+        error=window.get("error"),
+        lock_classes=found,
+        answered_500=shown,
+        answered_2xx=hidden,
+        bare_5xx=errors.get("http_5xx", 0),
+        server_events=logged,
     )

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.amanflix.holdlock import WindowEvidence
 from amanflix_stress.amanflix.records import HoldLock, LockIssues
+from amanflix_stress.amanflix.serverlog import ServerLogEvidence
 from amanflix_stress.output.model import Comparison, EndpointRow, ErrorRow, Report, ThresholdResult
 from amanflix_stress.output.report import verified_text
 from amanflix_stress.output.verdict import verdict_head
@@ -376,6 +379,62 @@ def integrity(section: LockIssues) -> str:
     )
 
 
+def held_windows_section(hold_lock: HoldLock | None, windows: tuple[WindowEvidence, ...] | None) -> str:
+    """Each held window: lock classes found (answered 500 apart from hidden), bare 500s, server-logged."""
+    if hold_lock is None or windows is None:
+        return ""
+    logged = any(w.server_events is not None for w in windows)
+    rows = [
+        [
+            esc(w.window),
+            esc(_clock(w.start_s)),
+            esc(round((w.end_s or w.start_s) - w.start_s, 1)),
+            esc(w.kind),
+            esc(w.error or ", ".join(f"{c} {n:,}" for c, n in w.lock_classes.items()) or "-"),
+            esc(w.answered_500),
+            esc(w.answered_2xx),
+            esc(w.bare_5xx),
+        ]
+        + ([esc(w.server_events)] if logged else [])
+        for w in windows
+    ]
+    headers = ["window", "start", "held s", "lock", "lock classes found", "answered 500", "answered 2xx"]
+    headers += ["bare 500"] + (["server logged"] if logged else [])
+    return f"<h3>Held lock windows on {esc(hold_lock.path)}</h3>" + table(headers, rows)
+
+
+def server_log_section(section: ServerLogEvidence | None) -> str:
+    """The server's own lock events beside the tool's findings, per interval."""
+    if section is None:
+        return ""
+    problems = "".join(f'<p class="note">{esc(line)}</p>' for line in section.problems)
+    head = f"<h2>Server log {esc(section.path)}</h2>"
+    if not section.followed:
+        return head + problems
+    rows = [
+        [
+            esc(_clock(r.start_s) if r.start_s is not None else r.phase),
+            esc(r.server_events),
+            esc(r.tool_lock_failures),
+            esc(r.bare_5xx),
+            esc(r.accounted),
+        ]
+        for r in section.intervals
+    ]
+    return (
+        head + f"<p><b>server logged {section.events:,} lock events; the tool accounted for "
+        f"{section.accounted:,} of them</b></p>"
+        + f'<p class="note">N counts {esc(section.events_are)}. M counts {esc(section.accounted_means)}. '
+        f"{esc(section.clock)}.</p>"
+        + table(["when", "server logged", "tool: lock failures", "bare 500", "accounted"], rows)
+        + problems
+    )
+
+
+def _clock(epoch_s: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch_s))
+
+
 def cards(report: Report) -> str:
     t = report.totals
     figures = [
@@ -428,7 +487,10 @@ def render_html(report: Report, timeseries: list[dict]) -> str:
         endpoints_table(report.endpoints),
         "<h2>Errors</h2>",
         errors_table(report.errors),
-        lock_section(report.lock_issues, report.hold_lock),
+        # the held windows get their own table when the report has their evidence (every class found)
+        lock_section(report.lock_issues, None if report.held_windows is not None else report.hold_lock),
+        held_windows_section(report.hold_lock, report.held_windows),
+        server_log_section(report.server_log),
         f'<p class="note">latency: {esc(meta.latency_model)}; percentiles: {esc(meta.percentile_method)}</p>',
     ]
     return (

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Union
 
+from amanflix_stress.amanflix.holdlock import WindowEvidence
 from amanflix_stress.amanflix.records import Accounts, HoldLock, LockIssues, doc
+from amanflix_stress.amanflix.serverlog import ServerLogEvidence
 
 SCHEMA_VERSION = "amanflix-stress/report/1"
 
@@ -295,6 +297,12 @@ class Report:
     amanflix: Accounts | None = doc("Amanflix runs: catalog, counters, cleanup", omit_none=True)
     lock_issues: LockIssues | None = doc("Amanflix runs: database lock issues", omit_none=True)
     hold_lock: HoldLock | None = doc("with --hold-lock: the held windows", omit_none=True)
+    held_windows: tuple[WindowEvidence, ...] | None = doc(
+        "with --hold-lock: each held window with every lock class found in it", omit_none=True
+    )
+    server_log: ServerLogEvidence | None = doc(
+        "with --server-log: the lock events the server logged beside the tool's findings", omit_none=True
+    )
     thresholds: tuple[ThresholdResult, ...] = doc("one per configured threshold, in profile order")
     baseline: Comparison | None = doc("with --baseline: the comparison; null without one (yet)")
     verdict: Verdict = doc("exit code and the one-line verdict")

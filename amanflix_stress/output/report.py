@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 from tabulate import tabulate
 
 from amanflix_stress import __version__
+from amanflix_stress.amanflix.holdlock import WindowEvidence
 from amanflix_stress.amanflix.records import Accounts, HoldLock, InFlight, LockInterval, LockIssues
+from amanflix_stress.amanflix.serverlog import LoggedInterval, ServerLogEvidence
 from amanflix_stress.engine.aggregator import endpoint_rows, ms, total_series
 from amanflix_stress.engine.health import health_report
 from amanflix_stress.engine.pacing import DROP_AFTER_S, LATE_AFTER_S, build_segments, total_arrivals
@@ -40,6 +42,7 @@ from amanflix_stress.output.model import (
 from amanflix_stress.output.thresholds import evaluate
 from amanflix_stress.output.verdict import decide, policy_from
 
+SERVER_LOG_ROWS = 30  # console rows of the server-log comparison; the JSON has every interval
 LATENCY_CAPTION = (
     "closed model: each user waits for a reply before its next request, so latency is service time "
     "and a slow server also lowers the offered load (see docs/measurement.md)"
@@ -97,6 +100,8 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         amanflix=extra.get("amanflix"),
         lock_issues=extra.get("lock_issues"),
         hold_lock=extra.get("hold_lock"),
+        held_windows=extra.get("held_windows"),
+        server_log=extra.get("server_log"),
         thresholds=thresholds,
         baseline=comparison,
         verdict=verdict,
@@ -478,7 +483,13 @@ def render_report(report: Report) -> str:
         title = phase_title("TEARDOWN (verification and cleanup)", report.teardown)
         parts.append(render_endpoints(report.teardown.endpoints, title))
     if report.lock_issues is not None:
-        parts.append(render_lock_issues(report.lock_issues, report.hold_lock))
+        # the held windows get their own table when the report has their evidence (every class found)
+        hold_lock = None if report.held_windows is not None else report.hold_lock
+        parts.append(render_lock_issues(report.lock_issues, hold_lock))
+    if report.hold_lock is not None and report.held_windows is not None:
+        parts.append(render_hold_windows(report.hold_lock, report.held_windows))
+    if report.server_log is not None:
+        parts.append(render_server_log(report.server_log))
     if report.amanflix is not None:
         parts.append(render_accounts(report.amanflix))
     if report.worker_crashes:
@@ -612,7 +623,10 @@ def _in_flight(figures: InFlight | None) -> str:
     return f"{figures.mean:g} avg, {figures.max} max" if figures else "-"
 
 
-def render_hold_windows(hold_lock: HoldLock) -> str:
+def render_hold_windows(hold_lock: HoldLock, evidence: tuple[WindowEvidence, ...] = ()) -> str:
+    """HELD LOCK WINDOWS: each window, with every lock class found in it when the report has them."""
+    if evidence:
+        return render_window_evidence(hold_lock, evidence)
     rows = [
         [
             i + 1,
@@ -630,6 +644,72 @@ def render_hold_windows(hold_lock: HoldLock) -> str:
         tablefmt="simple",
         disable_numparse=True,
     )
+
+
+def render_window_evidence(hold_lock: HoldLock, windows: tuple[WindowEvidence, ...]) -> str:
+    """The held-window table: lock classes found (answered 500 apart from hidden), bare 500s, server log."""
+    logged = any(w.server_events is not None for w in windows)
+    rows = [window_row(w, logged) for w in windows]
+    caught = sum(1 for w in windows if w.lock_classes)
+    headers = ["#", "start", "held", "lock", "lock classes found", "answered 500", "answered 2xx", "bare 500"]
+    return f"HELD LOCK WINDOWS on {hold_lock.path}: {caught} of {len(rows)} showed lock issues\n" + tabulate(
+        rows,
+        headers + (["server logged"] if logged else []),
+        tablefmt="simple",
+        disable_numparse=True,
+    )
+
+
+def window_row(w: WindowEvidence, logged: bool) -> list:
+    found = ", ".join(f"{c} {n:,}" for c, n in w.lock_classes.items()) or "-"
+    row = [
+        w.window,
+        _clock(w.start_s),
+        f"{(w.end_s or w.start_s) - w.start_s:.1f} s",
+        w.kind,
+        w.error or found,
+        f"{w.answered_500:,}",
+        f"{w.answered_2xx:,}",
+        f"{w.bare_5xx:,}",
+    ]
+    return row + ([_or_dash(w.server_events)] if logged else [])
+
+
+def render_server_log(section: ServerLogEvidence) -> str:
+    """SERVER LOG: the reconciliation line, what N and M count, and the intervals with events or findings."""
+    head = f"SERVER LOG {section.path}"
+    problems = "".join(f"\n  {line}" for line in section.problems)
+    if not section.followed:
+        return f"{head}: not followed{problems}"
+    kinds = ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in section.by_kind.items())
+    lines = [
+        head,
+        f"server logged {section.events:,} lock events; the tool accounted for {section.accounted:,} of them",
+        f"  N counts requests, not lines: {kinds} ({section.commit_helper_lines:,} commit-helper lines, "
+        "one per failed attempt: only 'attempt 1' counts)",
+        "  M counts logged events matched one to one with lock failures the tool found answered in the same "
+        "interval or the next (docs/detection.md)",
+        f"  clock: {section.clock}",
+    ]
+    rows = [logged_row(r) for r in section.intervals[:SERVER_LOG_ROWS]]
+    more = len(section.intervals) - SERVER_LOG_ROWS
+    if rows:
+        headers = ["when", "server logged", "tool: lock failures", "bare 500", "accounted"]
+        lines.append(tabulate(rows, headers, tablefmt="simple", disable_numparse=True))
+    if more > 0:
+        lines.append(f"  ... {more} more intervals in the JSON report")
+    return "\n".join(lines) + problems
+
+
+def logged_row(row: LoggedInterval) -> list:
+    when = _clock(row.start_s) if row.start_s is not None else row.phase
+    return [
+        when,
+        f"{row.server_events:,}",
+        f"{row.tool_lock_failures:,}",
+        f"{row.bare_5xx:,}",
+        f"{row.accounted:,}",
+    ]
 
 
 def render_accounts(section: Accounts) -> str:
