@@ -25,6 +25,7 @@ START_METHOD: Final = (
 WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
+FLAG_POLL_S = 0.01  # how often a worker waiting for go looks at the flag: go's delay at the start
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 MAIN = threading.main_thread()
 ABANDON_CLEANUP_AT = 3  # the first signal stops gracefully, the second forces the workers down, the third
@@ -46,13 +47,34 @@ class RunResult:
     extra: dict = field(default_factory=dict)  # sections a behaviour adds (lock issues, cleanup, ...)
 
 
+class SharedFlag:
+    """A boolean shared by processes without a lock: multiprocessing's Event takes a lock even in is_set(),
+    and a worker killed with -9 while holding it would block the coordinator's stop and every other worker
+    for ever. Waiters poll it."""
+
+    def __init__(self, ctx) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout_s: float) -> bool:
+        until = time.monotonic() + timeout_s
+        while not self.is_set() and time.monotonic() < until:
+            time.sleep(min(FLAG_POLL_S, max(0.0, until - time.monotonic())))  # nothing to block on: poll
+        return self.is_set()
+
+
 class LocalControl:
     """Run-wide signals for local worker processes: stop, go with the shared start time, the in-flight cap."""
 
     def __init__(self, ctx, max_concurrent: int) -> None:
-        self.stop = ctx.Event()
-        self.go = ctx.Event()
-        self.start_s = ctx.Value("d", 0.0)
+        self.stop = SharedFlag(ctx)
+        self.go = SharedFlag(ctx)
+        self.start_s = ctx.RawValue("d", 0.0)  # written before go is set, read after: no lock needed
         self.limiter = ctx.BoundedSemaphore(max_concurrent) if max_concurrent > 0 else None
 
     def wait_go(self, timeout_s: float) -> float | None:
