@@ -117,6 +117,20 @@ def titles(truth: dict) -> int:
     return truth["orphan_watch_history_rows"] - truth["duplicate_watch_history_rows"]
 
 
+def stderr_line(proc, timeout_s: float = 30.0) -> str:
+    """The next line the CLI writes to stderr, read on a thread so a silent CLI fails the test in time."""
+    line: list[str] = []
+    got = threading.Event()
+
+    def read():
+        line.append(proc.stderr.readline())
+        got.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert got.wait(timeout_s), "no line on stderr"
+    return line[0] if line[0].strip() else stderr_line(proc, timeout_s)
+
+
 def test_a_second_sigint_during_teardown_still_reports_exactly_what_is_left(tmp_path, sandbox):
     report = tmp_path / "r.json"
     proc = start_run(sandbox, report)
@@ -126,7 +140,8 @@ def test_a_second_sigint_during_teardown_still_reports_exactly_what_is_left(tmp_
     holder.execute("BEGIN EXCLUSIVE")
     try:
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
-        os.killpg(proc.pid, signal.SIGINT)  # ... and again, while the workers are stuck tearing down
+        assert "stopping" in stderr_line(proc)  # handled (two signals at once would count as one) ...
+        os.killpg(proc.pid, signal.SIGINT)  # ... so this one lands while the workers are stuck stopping
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -167,8 +182,11 @@ def test_an_account_cleanup_cannot_remove_is_named_with_the_reason(tmp_path, san
     report = tmp_path / "r.json"
     proc = start_run(sandbox, report)
     wait_until_measuring(sandbox)
-    for _press in range(3):  # stop, force, abandon the cleanup
-        os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert "stopping" in stderr_line(proc)
+    os.killpg(proc.pid, signal.SIGINT)  # force the workers down ...
+    assert "stopping the workers now" in stderr_line(proc)
+    os.killpg(proc.pid, signal.SIGINT)  # ... and abandon the cleanup
     err = finish(proc)
     truth = sandbox.truth()
     assert proc.returncode == 130 and "Traceback" not in err, err

@@ -257,6 +257,11 @@ class Coordinator:
         self.interrupts += 1
         self.stop_reason = self.stop_reason or ("interrupted" if signum == signal.SIGINT else "terminated")
         self.control.stop.set()
+        if self.interrupts == 1:
+            sys.stderr.write(
+                "\namanflix-stress: stopping: users finish their requests, then teardown, cleanup and the "
+                "report (signal again to force the workers down)\n"
+            )
         if self.interrupts == 2:
             sys.stderr.write(
                 "\namanflix-stress: stopping the workers now; the run's accounts are still cleaned up "
