@@ -123,6 +123,9 @@ ROWS_NOTE = (
     "(counted from what each account listed before deleting itself; duplicates a listing groups stay hidden)"
 )
 RUN_ID_PATTERN = "[0-9a-f]{8}"  # RunPlan.run_id: uuid4().hex[:8]
+# three password checks per account (login, delete, the proof it is gone): ~0.6 s at the real server's ~5
+# bcrypt/s, so a long list is not cut at teardown_timeout_s
+SELF_DELETE_S_PER_ACCOUNT = 1.0
 LIST_PAGES_MAX = 20  # pages of a listing read to count an account's rows: bounds a huge history
 
 
@@ -248,7 +251,7 @@ class Outcome:
 def self_delete_cleanup(plan, shared: dict, record, abandon) -> Cleanup:
     """Log in as each possible account (a 401 says it does not exist), count what it holds, delete it."""
     password, names = shared["password"], account_names(plan)
-    until = time.monotonic() + plan.teardown_timeout_s
+    until = time.monotonic() + max(plan.teardown_timeout_s, len(names) * SELF_DELETE_S_PER_ACCOUNT)
     with ThreadPoolExecutor(max(1, plan.setup_concurrency), thread_name_prefix="cleanup") as pool:
         outcomes = list(
             pool.map(lambda name: remove_self(plan, name, password, record, abandon, until), names)
