@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 
 from amanflix_stress import __version__
 from amanflix_stress.amanflix.holdlock import hold_lock_section, lock_holder, window_evidence
 from amanflix_stress.amanflix.probe import Probe, ProbeConfig
+from amanflix_stress.amanflix.run_hooks import remove_leftovers
 from amanflix_stress.amanflix.serverlog import event_times, evidence, follower_for
 from amanflix_stress.amanflix.validate import (
     ADMIN_PASSWORD_ENV,
@@ -21,12 +25,13 @@ from amanflix_stress.amanflix.validate import (
 )
 from amanflix_stress.amanflix.validate import render as render_validation
 from amanflix_stress.demo import import_sandbox, run_demo
-from amanflix_stress.engine.client import parse_base_url
+from amanflix_stress.engine.client import check_reachable, parse_base_url
 from amanflix_stress.engine.coordinator import Coordinator
 from amanflix_stress.engine.plan import AdminCredentials, RunPlan
 from amanflix_stress.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_THRESHOLDS,
     EXIT_USAGE,
     EXIT_VALIDATE,
     StressError,
@@ -56,6 +61,7 @@ EXAMPLES = """examples:
   amanflix-stress run --profile db-stress --hold-lock api/instance/amanflix_db.db --hold-lock-schedule 7s/30s
   amanflix-stress validate --base-url http://127.0.0.1:5001
   amanflix-stress probe --base-url http://127.0.0.1:5001 --db api/instance/amanflix_db.db
+  amanflix-stress cleanup --base-url http://127.0.0.1:5001 --run-id 1a2b3c4d   (admin credentials)
 
 exit codes: 0 ok, 1 the run failed (a threshold, a lost worker, lock issues, errors above 1 %,
             the target stopped answering; --fail-on none only measures; probe: a failure reproduced),
@@ -130,6 +136,34 @@ def add_tool_commands(commands) -> None:
     validate.add_argument("--timeout", type=seconds, default=10.0, help="per-request timeout, seconds")
     validate.add_argument("--admin-user", help="admin account: removes the probe's rows too")
     validate.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
+    cleanup = commands.add_parser(
+        "cleanup",
+        help="remove the test accounts an earlier run left (admin credentials; only the tool's names)",
+        epilog=CLEANUP_EXIT_CODES,
+    )
+    cleanup.add_argument("--base-url", required=True, type=checked_url, help="e.g. http://127.0.0.1:5001")
+    which = cleanup.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", type=checked_run_id, help="the run's id (the report's meta.run_id)")
+    which.add_argument("--all-runs", action="store_true", help="every run's accounts, whatever its id")
+    cleanup.add_argument(
+        "--prefix", default="amfx", type=checked_run_id, help="account prefix (default amfx)"
+    )
+    cleanup.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
+    cleanup.add_argument("--admin-user", help="admin account (or $AMANFLIX_ADMIN_USER)")
+    cleanup.add_argument("--admin-password", help="its password (better: $AMANFLIX_ADMIN_PASSWORD)")
+
+
+CLEANUP_EXIT_CODES = (
+    "exit codes: 0 every matching account removed (or none found), 1 some could not be removed (each "
+    "named), 2 bad usage or no/wrong admin credentials, 3 target unreachable, 5 the user list could "
+    "not be read"
+)
+
+
+def checked_run_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: letters, digits, '-' and '_' only")
+    return value
 
 
 def add_probe_command(commands) -> None:
@@ -463,6 +497,24 @@ def command_probe(args: argparse.Namespace) -> int:
     return probe_exit_code(result)
 
 
+def command_cleanup(args: argparse.Namespace) -> int:
+    """Remove an earlier run's leftover accounts by the tool's name pattern; print each one removed."""
+    admin = admin_from_env(os.environ, user=args.admin_user, password=args.admin_password)
+    if admin is None:
+        raise UsageError(
+            f"cleanup needs admin credentials: --admin-user and ${ADMIN_PASSWORD_ENV} (or ${ADMIN_USER_ENV})"
+        )
+    check_reachable(args.base_url)
+    found = remove_leftovers(args.base_url, admin, args.prefix, args.run_id, args.timeout)
+    for name in found.removed:
+        print(f"removed {name}")
+    for left in found.not_removed:
+        print(f"NOT removed {left.name}: {left.reason}")
+    which = "every run" if args.all_runs else f"run {args.run_id}"
+    print(f"cleanup of {which}: removed {len(found.removed)}, left {len(found.not_removed)}")
+    return EXIT_THRESHOLDS if found.not_removed else EXIT_OK
+
+
 def command_run(args: argparse.Namespace) -> int:
     profile = resolve_profile(args)
     with RunDir(profile["reporting"], args.report_json) as run_dir:  # every output path checked here
@@ -483,6 +535,7 @@ COMMANDS = {
     "demo": command_demo,
     "validate": command_validate,
     "probe": command_probe,
+    "cleanup": command_cleanup,
 }
 
 
@@ -513,6 +566,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, dispatch, and map exceptions to exit codes: the only place that does so."""
+    previous = terminate_as_interrupt()
     try:
         args = parse_args(argv)
         return COMMANDS[args.command](args)
@@ -524,3 +578,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def terminate_as_interrupt():
+    """SIGTERM outside a run (a run's coordinator handles its own) ends like Ctrl-C: one line, exit 130."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt

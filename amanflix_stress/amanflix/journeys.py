@@ -78,9 +78,8 @@ class AmanflixUser(User):
             if self.ctx.stop.is_set():
                 return False
             self.counts["setup_retries"] += attempt > 0
-            name = f"{self.cfg['accounts']['prefix']}{self.ctx.run_id}u{self.ctx.index}" + (
-                f"r{attempt}" * (attempt > 0)
-            )
+            # one name per user on every attempt: the coordinator finds (and removes) it by name alone
+            name = f"{self.cfg['accounts']['prefix']}{self.ctx.run_id}u{self.ctx.index}"
             if self.register(api, name):
                 self.username = name
                 self.load_mylist(api)
@@ -379,7 +378,7 @@ class AmanflixUser(User):
         email = f"{self.username}+{self.counts['profile_updates']}@amanflix-stress.test"
         return session.api.update_profile(self.username, email, check=lambda r: judge_profile_echo(email, r))
 
-    # the end: verify, end sessions, leave nothing behind
+    # the end: verify, end sessions (the coordinator deletes the account)
     def teardown(self) -> None:
         if self.companion is not None:
             self.companion.join(COMPANION_JOIN_S)
@@ -388,11 +387,9 @@ class AmanflixUser(User):
         api = self.sessions[0].api
         if self.detect["verify_at_end"]:
             self.verify_final_state(api)
-        for session in self.sessions:
+        for session in self.sessions:  # the account itself is removed by the coordinator (run_hooks)
             if session.analytics_id:
                 session.api.end_session(session.analytics_id)
-        if self.cfg["accounts"]["cleanup"] and not self.ctx.shared.get("admin_cleanup"):
-            self.delete_account(api)
 
     def verify_final_state(self, api: AmanflixApi) -> None:
         for key in self.ledger.keys()[-VERIFY_KEYS_MAX:]:
@@ -434,18 +431,6 @@ class AmanflixUser(User):
             kind, content_id = key
             api.mylist("check", kind, content_id, check=lambda r, k=key: self.judge_check(k, r))
 
-    def delete_account(self, api: AmanflixApi) -> None:
-        """Self-delete, then prove it: a deleted account cannot log in (the server can lose the delete)."""
-        for _attempt in range(self.cfg["accounts"]["setup_retries"] + 1):
-            if api.delete_self(self.password).status != 200:
-                continue
-            probe = api.login(self.username, self.password, expect=(200, 401), check=deleted_check)
-            if probe is None or probe.status == 401:
-                self.counts["accounts_deleted"] += 1
-                self.counts["rows_left_behind"] += len(self.ledger.keys()) + sum(self.mylist.values())
-                return
-            self.counts["lost_deletes"] += 1
-
     def counters(self) -> dict[str, int]:
         return dict(self.counts)
 
@@ -472,14 +457,6 @@ def phantom_check(reply: Reply):
     ):
         return "phantom_registration", tagged(
             VERIFIED, "register answered 200 with a token for user 'None': no account was stored"
-        )
-    return None
-
-
-def deleted_check(reply: Reply):
-    if reply.status == 200:
-        return "lost_write", tagged(
-            VERIFIED, "self-delete answered 200, but the account still logs in: the delete was rolled back"
         )
     return None
 

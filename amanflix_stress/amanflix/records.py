@@ -107,20 +107,36 @@ class LockIssues:
     )
 
 
+@dataclass(frozen=True)
+class LeftAccount:
+    """A test account cleanup did not remove (or could not check), and why."""
+
+    name: str = doc("the account's username")
+    reason: str = doc("why it is still there, or why nobody knows")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Cleanup:
-    """What cleanup did with the run's test accounts."""
+    """What cleanup did with the run's test accounts, counted from the server after the workers stopped."""
 
     method: str = doc("admin batch delete, self-delete, or none")
-    created: int = doc("test accounts created (with the catalog account)")
+    created: int = doc("test accounts the server held at cleanup (with the catalog account)")
     found: int | None = doc("admin cleanup: accounts found by name prefix", omit_none=True)
-    deleted: int = doc("accounts deleted")
+    deleted: int = doc("accounts deleted and checked gone")
     left_behind: int = doc("accounts still in the database")
     rows_left_behind: int | None = doc(
-        "self-delete: watch-history and my-list rows the server kept", omit_none=True
+        "self-delete: watch-history titles and my-list items the deleted accounts held (the server keeps "
+        "them)",
+        omit_none=True,
     )
     note: str | None = doc("self-delete: why rows stay behind", omit_none=True)
     error: str | None = doc("why cleanup could not run", omit_none=True)
+    not_removed: tuple[LeftAccount, ...] | None = doc(
+        "each account left behind or not checked, with the reason", omit_none=True
+    )
+    unchecked: int | None = doc(
+        "accounts nobody could check (cleanup abandoned or the server did not answer)", omit_none=True
+    )
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +17,7 @@ from amanflix_stress.engine.aggregator import Aggregator, WorkerState
 from amanflix_stress.engine.client import check_reachable
 from amanflix_stress.engine.plan import RunPlan, WorkerShare, worker_shares
 from amanflix_stress.engine.user import behaviour_class
-from amanflix_stress.engine.worker import TICK_S, run_worker
+from amanflix_stress.engine.worker import TICK_S, run_worker, watch_parent
 
 START_METHOD: Final = (
     "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
@@ -22,6 +25,11 @@ START_METHOD: Final = (
 WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
+FLAG_POLL_S = 0.01  # how often a worker waiting for go looks at the flag: go's delay at the start
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MAIN = threading.main_thread()
+ABANDON_CLEANUP_AT = 3  # the first signal stops gracefully, the second forces the workers down, the third
+# abandons the coordinator's cleanup (the report then names each account nobody checked)
 
 
 @dataclass
@@ -35,16 +43,38 @@ class RunResult:
     interrupted: bool
     shared: dict
     intervals: list[dict] = field(default_factory=list)  # the time series: one row per closed interval
+    abandon: threading.Event = field(default_factory=threading.Event)  # set: stop cleaning up now
     extra: dict = field(default_factory=dict)  # sections a behaviour adds (lock issues, cleanup, ...)
+
+
+class SharedFlag:
+    """A boolean shared by processes without a lock: multiprocessing's Event takes a lock even in is_set(),
+    and a worker killed with -9 while holding it would block the coordinator's stop and every other worker
+    for ever. Waiters poll it."""
+
+    def __init__(self, ctx) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout_s: float) -> bool:
+        until = time.monotonic() + timeout_s
+        while not self.is_set() and time.monotonic() < until:
+            time.sleep(min(FLAG_POLL_S, max(0.0, until - time.monotonic())))  # nothing to block on: poll
+        return self.is_set()
 
 
 class LocalControl:
     """Run-wide signals for local worker processes: stop, go with the shared start time, the in-flight cap."""
 
     def __init__(self, ctx, max_concurrent: int) -> None:
-        self.stop = ctx.Event()
-        self.go = ctx.Event()
-        self.start_s = ctx.Value("d", 0.0)
+        self.stop = SharedFlag(ctx)
+        self.go = SharedFlag(ctx)
+        self.start_s = ctx.RawValue("d", 0.0)  # written before go is set, read after: no lock needed
         self.limiter = ctx.BoundedSemaphore(max_concurrent) if max_concurrent > 0 else None
 
     def wait_go(self, timeout_s: float) -> float | None:
@@ -55,10 +85,14 @@ class LocalControl:
         self.go.set()
 
 
-def _worker_process_main(share: WorkerShare, results, control) -> None:
-    """Entry point of a local worker process: the coordinator alone handles Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _worker_process_main(share: WorkerShare, results, control, parent: tuple[int, bool]) -> None:
+    """Entry point of a local worker process: the coordinator alone handles Ctrl-C and SIGTERM (a signal to
+    the whole process group must not kill a worker before it told the coordinator what it did), and the
+    worker ends by itself if the coordinator dies however it dies."""
+    for sig in STOP_SIGNALS:  # the parent started us with these blocked: ignore them, then unblock
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    watch_parent(*parent)
     try:
         run_worker(share, results, control)
     finally:
@@ -85,6 +119,7 @@ class Coordinator:
         self.processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self.interrupts = 0
         self.stop_reason = ""
+        self.abandon = threading.Event()
 
     def _make_results(self):
         """Where workers put their messages; the seam a remote variant (cluster.py) overrides."""
@@ -94,7 +129,16 @@ class Coordinator:
         return LocalControl(self.ctx, self.plan.max_concurrent)
 
     def run(self) -> RunResult:
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        """Prepare, drive the workers, then finish (cleanup) with our signal handlers still in place: a
+        signal during cleanup must not kill the process before the report says what is left."""
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        try:
+            return self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _run(self) -> RunResult:
         start_s, shared = time.time(), {}
         behaviour = behaviour_class(self.plan.behaviour_path)
         try:
@@ -103,8 +147,6 @@ class Coordinator:
             if not self.control.stop.is_set():
                 start_s = self._drive(worker_shares(self.plan, shared))
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self._reap()
         end_s = time.time()
         self.aggregator.close_intervals(end_s, final=True)
@@ -116,6 +158,7 @@ class Coordinator:
             self.interrupts > 0,
             shared,
             intervals=self.aggregator.intervals,
+            abandon=self.abandon,
         )
         result.extra.update(behaviour.finish_run(self.plan, result))
         return result
@@ -151,11 +194,17 @@ class Coordinator:
     def _launch(self, share: WorkerShare) -> None:
         process = self.ctx.Process(
             target=_worker_process_main,
-            args=(share, self.results, self.control),
+            args=(share, self.results, self.control, (os.getpid(), threading.current_thread() is MAIN)),
             name=f"amanflix-stress-worker-{share.worker_id}",
             daemon=True,
         )
-        process.start()
+        # the child inherits the signal mask across exec: a group signal during its start-up stays pending
+        # until it has chosen to ignore it (a signal here is delivered to us when we unblock)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.processes[share.worker_id] = process
         self.aggregator.workers[share.worker_id] = WorkerState(share.worker_id, users=len(share.users))
 
@@ -208,13 +257,25 @@ class Coordinator:
 
     def _on_signal(self, signum, _frame) -> None:
         self.interrupts += 1
-        self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+        self.stop_reason = self.stop_reason or ("interrupted" if signum == signal.SIGINT else "terminated")
         self.control.stop.set()
         self.aggregator.end_run(time.time())  # a stop mid-run ends the measured phase now
+        if self.interrupts == 1:
+            sys.stderr.write(
+                "\namanflix-stress: stopping: users finish their requests, then teardown, cleanup and the "
+                "report (signal again to force the workers down)\n"
+            )
+        if self.interrupts == 2:
+            sys.stderr.write(
+                "\namanflix-stress: stopping the workers now; the run's accounts are still cleaned up "
+                "(signal again to abandon that)\n"
+            )
         if self.interrupts > 1:
             for process in self.processes.values():
                 if process.is_alive():
                     process.kill()
+        if self.interrupts >= ABANDON_CLEANUP_AT:
+            self.abandon.set()
 
     def _reap(self) -> None:
         for process in self.processes.values():

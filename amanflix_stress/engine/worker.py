@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -22,6 +25,30 @@ from amanflix_stress.engine.user import Behaviour, UserContext, behaviour_class
 BATCH_S = 1.0  # how often a worker ships its stats: the aggregator's freshness vs queue traffic
 TICK_S = 0.1  # how often the worker looks at the stop flag and its deadline
 SETUP_PHASE, RUN_PHASE, TEARDOWN_PHASE = "setup", "run", "teardown"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.5  # how soon a worker notices its coordinator is gone where the kernel does not tell it
+PARENT_GONE_EXIT = 3  # a worker's exit code when its coordinator died
+
+
+def watch_parent(parent_pid: int, kernel_signal: bool = True) -> None:
+    """End this process when `parent_pid` (the coordinator) dies, however it dies (kill -9 included): the
+    kernel's parent-death signal on Linux, and a poll of getppid() everywhere (the signal is not sent if the
+    parent died before we asked). The kernel's signal fires when the parent *thread* that started us ends,
+    so the parent asks for it only when it started us from its main thread."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the poll alone does it
+        if not kernel_signal:
+            raise OSError
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(PARENT_GONE_EXIT)
+    threading.Thread(target=_poll_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+
+
+def _poll_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)  # a daemon thread's poll: nothing to wait on but the kernel's parent id
+    os._exit(PARENT_GONE_EXIT)  # no coordinator to report to: stop every user thread at once
 
 
 def run_worker(share: WorkerShare, results, control) -> None:

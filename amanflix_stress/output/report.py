@@ -491,7 +491,7 @@ def render_report(report: Report) -> str:
     if report.server_log is not None:
         parts.append(render_server_log(report.server_log))
     if report.amanflix is not None:
-        parts.append(render_accounts(report.amanflix))
+        parts.append(render_accounts(report.amanflix, report.meta))
     if report.worker_crashes:
         parts.append("WORKER ERRORS\n" + "\n".join(c.strip().splitlines()[-1] for c in report.worker_crashes))
     parts.append(f"latency: {report.meta.latency_model}; percentiles: {report.meta.percentile_method}")
@@ -712,12 +712,30 @@ def logged_row(row: LoggedInterval) -> list:
     ]
 
 
-def render_accounts(section: Accounts) -> str:
+ACCOUNTS_NAMED_MAX = 20  # accounts named on the console; the JSON names them all
+
+
+def render_accounts(section: Accounts, meta: Meta) -> str:
     cleanup, counters = section.cleanup, section.counters
     line = (
         f"ACCOUNTS: created {cleanup.created}, deleted {cleanup.deleted}, left behind "
         f"{cleanup.left_behind} ({cleanup.method})"
     )
+    if cleanup.unchecked:
+        line += f"\n  {cleanup.unchecked} possible accounts not checked: they may be left"
+    if cleanup.error:
+        line += f"\n  {cleanup.error}"
+    for left in (cleanup.not_removed or ())[:ACCOUNTS_NAMED_MAX]:
+        line += f"\n  not removed: {left.name}: {left.reason}"
+    if len(cleanup.not_removed or ()) > ACCOUNTS_NAMED_MAX:
+        line += (
+            f"\n  ... and {len(cleanup.not_removed or ()) - ACCOUNTS_NAMED_MAX} more (all in the JSON report)"
+        )
+    if cleanup.not_removed:
+        line += (
+            "\n  remove them later (admin credentials): amanflix-stress cleanup "
+            f"--base-url {meta.base_url} --run-id {meta.run_id}"
+        )
     if cleanup.rows_left_behind:
         line += f"\n  {cleanup.rows_left_behind} watch-history/my-list rows left behind: {cleanup.note}"
     extras = {
