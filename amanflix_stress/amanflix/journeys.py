@@ -111,6 +111,7 @@ class AmanflixUser(User):
         if self.journeys["mylist_share"] <= 0 or self.wh["focus"]:
             return
         self.mylist = {key: True for key in listed_items(api.mylist_all(per_page=50)) or ()}
+        self.counts["inherited_mylist_items"] += len(self.mylist)  # a new account holds none of its own
 
     def open_second_session(self) -> bool:
         session = Session(2, self.new_api(self.ctx.new_client()))

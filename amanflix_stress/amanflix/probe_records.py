@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amanflix_stress.amanflix.records import Cause  # one record for the probe's and the run's causes
+
 REPRODUCED, NOT_REPRODUCED, SKIPPED = "reproduced", "not reproduced", "skipped"
 # evidence levels, strongest first: a read-back showed it / the server's answer or log said it / only timing
 VERIFIED, SERVER_SAID, TIMING = "verified", "server-said", "timing"
@@ -43,17 +45,6 @@ class Finding:
     held_s: float | None = None  # how long the lock was held, when one was
     server_log: tuple[str, ...] = ()
     observations: tuple[Observation, ...] = ()
-
-
-@dataclass(frozen=True)
-class Cause:
-    """A cause the evidence supports: the observations behind it, the cure, and its strongest evidence."""
-
-    key: str
-    name: str
-    level: str
-    observations: tuple[str, ...]
-    cure: str
 
 
 @dataclass(frozen=True)

@@ -151,11 +151,31 @@ class Accounts:
     cleanup: Cleanup = doc("what cleanup did")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Cause:
+    """A cause of the DIAGNOSIS (probe and run): the observations behind it, its cure, its strongest
+    evidence."""
+
+    key: str = doc(
+        "commit_swallowed, busy_timeout, check_then_insert, self_delete_no_cascade or phantom_token"
+    )
+    name: str = doc("the cause in words")
+    level: str = doc(
+        "its strongest observation's evidence: verified, server-said or timing (timing alone stays timing)"
+    )
+    observations: tuple[str, ...] = doc("each observation behind it, led by its evidence level in brackets")
+    cure: str = doc("what cures it in the server (the sandbox's fixed mode applies it)")
+    counts: Mapping[str, Mapping[str, int]] | None = doc(
+        "run: what was observed (error class or counter) -> evidence level -> count", omit_none=True
+    )
+
+
 class RunFindings(TypedDict):
     """What finish_run adds to the run's extra sections, keyed by report section."""
 
     amanflix: Accounts
     lock_issues: LockIssues
+    diagnosis: tuple[Cause, ...]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.catalog import fetch_catalog_retrying
 from amanflix_stress.amanflix.detect import VERIFIED, busy_window_s, lock_summary, tagged
+from amanflix_stress.amanflix.diagnosis import diagnose_run
 from amanflix_stress.amanflix.records import Accounts, Cleanup, LeftAccount, LockIssues, RunFindings
 from amanflix_stress.engine.client import HttpClient, Reply
 from amanflix_stress.engine.coordinator import RunResult
@@ -91,7 +92,7 @@ def burst_schedule(plan, catalog: dict) -> list:
 
 def finish_run(plan: RunPlan, result: RunResult) -> RunFindings:
     """After the workers stopped (deadline, Ctrl-C, SIGTERM, a dead worker): remove every account the run
-    created or may have created, counted on the server; summarise lock issues."""
+    created or may have created, counted on the server; summarise lock issues and diagnose them."""
     counters = dict(result.aggregator.counters)
     counters["setup_retries"] = counters.get("setup_retries", 0) + result.shared.get("catalog_retries", 0)
     samples: list[Sample] = []
@@ -105,14 +106,13 @@ def finish_run(plan: RunPlan, result: RunResult) -> RunFindings:
         stats = Stats()
         stats.add_samples(samples)
         result.aggregator.phases["teardown"].merge(stats)
-    return {
-        "amanflix": Accounts(
-            catalog={k: len(v) for k, v in result.shared.get("catalog", {}).items()},
-            counters=dict(sorted(counters.items())),
-            cleanup=cleanup,
-        ),
-        "lock_issues": summarise_locks(plan, result),
-    }
+    accounts = Accounts(
+        catalog={k: len(v) for k, v in result.shared.get("catalog", {}).items()},
+        counters=dict(sorted(counters.items())),
+        cleanup=cleanup,
+    )
+    locks = summarise_locks(plan, result)
+    return {"amanflix": accounts, "lock_issues": locks, "diagnosis": diagnose_run(locks, accounts)}
 
 
 NO_CLEANUP = Cleanup(method="-", created=0, deleted=0, left_behind=0)

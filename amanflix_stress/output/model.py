@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Union
 
 from amanflix_stress.amanflix.holdlock import WindowEvidence
-from amanflix_stress.amanflix.records import Accounts, HoldLock, LockIssues, doc
+from amanflix_stress.amanflix.records import Accounts, Cause, HoldLock, LockIssues, doc
 from amanflix_stress.amanflix.serverlog import ServerLogEvidence
 
 SCHEMA_VERSION = "amanflix-stress/report/1"
@@ -296,6 +296,10 @@ class Report:
     load_model: LoadModel = doc("closed or open model")
     amanflix: Accounts | None = doc("Amanflix runs: catalog, counters, cleanup", omit_none=True)
     lock_issues: LockIssues | None = doc("Amanflix runs: database lock issues", omit_none=True)
+    diagnosis: tuple[Cause, ...] | None = doc(
+        "Amanflix runs: the DIAGNOSIS, each cause the lock section's evidence supports (none: empty)",
+        omit_none=True,
+    )
     hold_lock: HoldLock | None = doc("with --hold-lock: the held windows", omit_none=True)
     held_windows: tuple[WindowEvidence, ...] | None = doc(
         "with --hold-lock: each held window with every lock class found in it", omit_none=True

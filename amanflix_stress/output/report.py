@@ -14,7 +14,14 @@ from tabulate import tabulate
 
 from amanflix_stress import __version__
 from amanflix_stress.amanflix.holdlock import WindowEvidence
-from amanflix_stress.amanflix.records import Accounts, HoldLock, InFlight, LockInterval, LockIssues
+from amanflix_stress.amanflix.records import (
+    Accounts,
+    Cause,
+    HoldLock,
+    InFlight,
+    LockInterval,
+    LockIssues,
+)
 from amanflix_stress.amanflix.serverlog import LoggedInterval, ServerLogEvidence
 from amanflix_stress.engine.aggregator import endpoint_rows, ms, total_series
 from amanflix_stress.engine.health import health_report
@@ -99,6 +106,7 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         load_model=load_model_section(plan, agg),
         amanflix=extra.get("amanflix"),
         lock_issues=extra.get("lock_issues"),
+        diagnosis=extra.get("diagnosis"),
         hold_lock=extra.get("hold_lock"),
         held_windows=extra.get("held_windows"),
         server_log=extra.get("server_log"),
@@ -490,6 +498,8 @@ def render_report(report: Report) -> str:
         parts.append(render_hold_windows(report.hold_lock, report.held_windows))
     if report.server_log is not None:
         parts.append(render_server_log(report.server_log))
+    if report.diagnosis is not None:  # the lock section ends with what caused it
+        parts.append(render_diagnosis(report.diagnosis))
     if report.amanflix is not None:
         parts.append(render_accounts(report.amanflix, report.meta))
     if report.worker_crashes:
@@ -710,6 +720,18 @@ def logged_row(row: LoggedInterval) -> list:
         f"{row.bare_5xx:,}",
         f"{row.accounted:,}",
     ]
+
+
+def render_diagnosis(causes: tuple[Cause, ...]) -> str:
+    """DIAGNOSIS: each cause the run's evidence supports, its observations and its cure (as probe's)."""
+    if not causes:
+        return "DIAGNOSIS\n    no cause found: no lock issue, duplicate row or inherited row was observed"
+    lines = ["DIAGNOSIS (causes the evidence above supports; evidence: verified > server-said > timing)"]
+    for number, cause in enumerate(causes, 1):
+        lines.append(f"{number}. {cause.name} (evidence: {cause.level})")
+        lines += [f"    - {text}" for text in cause.observations]
+        lines.append(f"    cure: {cause.cure}")
+    return "\n".join(lines)
 
 
 ACCOUNTS_NAMED_MAX = 20  # accounts named on the console; the JSON names them all
