@@ -1,21 +1,31 @@
-"""`demo`: a sandbox in a child process, a short run against it with held locks, and the ground truth beside
-what the tool detected."""
+"""`demo`: the probe against a sandbox before and after the cures, then a load run with held locks against
+another, its report folder, and the ground truth beside what the tool detected."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import tempfile
-import time
+from pathlib import Path
 from types import ModuleType
 
 from tabulate import tabulate
 
+from amanflix_stress.amanflix.probe import Probe, ProbeConfig
+from amanflix_stress.amanflix.probe_records import REPRODUCED, ProbeResult
 from amanflix_stress.errors import EXIT_INTERRUPTED, UsageError
+from amanflix_stress.output.probe_report import MARKS, exit_code
 from amanflix_stress.output.report import read_json_report
+from amanflix_stress.output.rundir import FILES, run_folders
 
 DEMO_PROFILE = "demo"
 DEMO_HOLD = "6s/20s"  # two or three held lock windows in the demo's 45 s
+DEMO_REPORT_DIR = os.path.join("reports", "demo")  # next to the checkout `make demo` runs in
+DEMO_KEEP = 5  # demo run folders kept: a demo run every day must not fill the disk
+# the probe's sandboxes: a held lock lasts the busy timeout plus 0.5 s, so seven scenarios take seconds
+PROBE_BUSY_TIMEOUT_S = 0.5
+PROBE_MODES = {"upstream": "upstream (as deployed)", "fixed": "fixed (the cures applied)"}
 WATCH_UPDATE = "POST /api/watch-history/update"
 UNVERIFIABLE = ("/api/auth/update", "/api/analytics/", "/api/auth/logout")  # writes the API cannot read back
 SANDBOX_MODULES = ("flask", "werkzeug", "sqlalchemy", "requests")  # the [sandbox] extra
@@ -35,11 +45,7 @@ def import_sandbox() -> ModuleType:
         ) from None
 
 
-def demo_report_path(report_dir: str) -> str:
-    return os.path.join(report_dir, time.strftime("demo-%Y%m%d-%H%M%S") + f"-{os.getpid()}.json")
-
-
-def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, str]) -> list[str]:
+def demo_run_args(url: str, db_path: str, report_dir: str, admin: tuple[str, str]) -> list[str]:
     """The demo's `run` command line; the sandbox's admin account goes in as flags (the report masks the
     password), so the demo writes nothing to the environment."""
     return [
@@ -48,8 +54,10 @@ def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, st
         DEMO_PROFILE,
         "--base-url",
         url,
-        "--report-json",
-        report_path,
+        "--report-dir",
+        report_dir,
+        "--keep",
+        str(DEMO_KEEP),
         "--hold-lock",
         db_path,
         "--hold-lock-schedule",
@@ -61,20 +69,95 @@ def demo_run_args(url: str, db_path: str, report_path: str, admin: tuple[str, st
     ]
 
 
-def run_demo(run_command, report_dir: str = "reports") -> int:
-    """Start a sandbox, run the demo profile via `run_command(argv) -> exit code`, compare with the truth.
+def run_demo(run_command, report_dir: str = DEMO_REPORT_DIR) -> int:
+    """The probe against upstream and fixed side by side, then the demo profile via
+    `run_command(argv) -> exit code` against a fresh upstream sandbox, compared with its truth.
 
-    The report stays in `report_dir` (where `run` puts its reports); the sandbox's database is removed.
+    The run's folder (report.json, time series, summary.txt, report.html) stays under `report_dir`; the
+    sandboxes' databases are removed. The last line printed is the HTML report's path.
     """
-    report_path = demo_report_path(report_dir)
-    code, truth = run_against_sandbox(import_sandbox(), run_command, report_path)
-    report = read_json_report(report_path)
+    sandbox = import_sandbox()
+    print(render_probes({mode: probe_sandbox(sandbox, mode) for mode in PROBE_MODES}))
+    code, truth, folder = run_against_sandbox(sandbox, run_command, report_dir)
+    if folder is None:  # the run stopped before it had a folder; its error is already printed
+        return code
+    if not sys.stdout.isatty():  # off a terminal the run printed only its folder and verdict
+        print((folder / FILES["summary"]).read_text())
+    report = read_json_report(str(folder / FILES["report"]))
     print(render_comparison(compare_with_truth(report, truth)))
     print(f"\n{verdict_note(report)}")
-    print(f"report and time series: {report_path}")
-    return (
-        EXIT_INTERRUPTED if code == EXIT_INTERRUPTED else 0
-    )  # the verdict does not fail a demo; Ctrl-C does
+    print(f"report folder (report.json, time series, summary.txt, report.html): {folder}")
+    print(html_line(folder))
+    return EXIT_INTERRUPTED if code == EXIT_INTERRUPTED else 0  # the verdict does not fail a demo
+
+
+def html_line(folder: Path) -> str:
+    """The last line: the HTML report's path, or why there is none."""
+    page = folder / FILES["html"]
+    if page.is_file():
+        return str(page.resolve())
+    return f"no HTML report in {folder}: pip install 'amanflix-stress[html]' for it"
+
+
+def probe_sandbox(sandbox_package: ModuleType, mode: str) -> tuple[ProbeResult, int]:
+    """`probe` against a fresh sandbox child in `mode` (debug off), with its admin cleanup; the probe's
+    result and the test users left in the sandbox's database."""
+    with tempfile.TemporaryDirectory(prefix=f"amanflix-demo-probe-{mode}-") as db_folder:
+        config = sandbox_package.SandboxConfig(
+            mode=mode,
+            db_path=os.path.join(db_folder, "amanflix.db"),
+            debug=False,
+            busy_timeout_s=PROBE_BUSY_TIMEOUT_S,
+        )
+        with sandbox_package.launch_sandbox_process(config) as sandbox:
+            probe = ProbeConfig(
+                sandbox.url,
+                db=sandbox.db_path,
+                server_log=sandbox.server_log_path,
+                busy_timeout_s=PROBE_BUSY_TIMEOUT_S,
+                admin=(sandbox.admin_username, sandbox.admin_password),
+            )
+            result = Probe(probe).run()
+            return result, max(0, int(sandbox.truth().get("users_in_db", 0)))
+
+
+def render_probes(results: dict[str, tuple[ProbeResult, int]]) -> str:
+    """One compact table, a scenario per row and a column per sandbox mode; then upstream's diagnosis."""
+    modes = list(results)
+    scenarios = [f.scenario for f in results[modes[0]][0].findings]
+    rows = [[name, *(outcome(results[m][0], name) for m in modes)] for name in scenarios]
+    rows += [
+        ["exit code (1: reproduced)", *(str(exit_code(results[m][0])) for m in modes)],
+        ["test accounts left", *(str(results[m][1]) for m in modes)],
+        ["seconds", *(f"{results[m][0].seconds:g}" for m in modes)],
+    ]
+    table = tabulate(
+        rows, ["scenario", *(PROBE_MODES[m] for m in modes)], tablefmt="simple", disable_numparse=True
+    )
+    title = (
+        "PROBE: each lock failure class once, against the sandbox before and after the cures "
+        f"(debug off; busy timeout {PROBE_BUSY_TIMEOUT_S:g} s, so each held lock lasts about a second)"
+    )
+    return f"{title}\n{table}\n\n" + "\n".join(diagnosis_lines(results)) + "\n"
+
+
+def outcome(result: ProbeResult, scenario: str) -> str:
+    finding = next(f for f in result.findings if f.scenario == scenario)
+    return f"{MARKS.get(finding.outcome, '–')} {finding.outcome}"
+
+
+def diagnosis_lines(results: dict[str, tuple[ProbeResult, int]]) -> list[str]:
+    """Each mode's causes in one line each (the probe command prints the observations behind them)."""
+    lines = []
+    for mode, (result, _left) in results.items():
+        if not result.diagnosis:
+            lines.append(f"DIAGNOSIS ({mode}): no cause found: nothing was reproduced")
+            continue
+        lines.append(
+            f"DIAGNOSIS ({mode}): {sum(f.outcome == REPRODUCED for f in result.findings)} reproduced"
+        )
+        lines += [f"  {c.name} ({c.level}) -> cure: {c.cure}" for c in result.diagnosis]
+    return lines
 
 
 def verdict_note(report: dict) -> str:
@@ -89,22 +172,25 @@ def verdict_note(report: dict) -> str:
     return f"the run's verdict was {status or 'unknown'}; the demo expected FAIL (lock issues found)"
 
 
-def run_against_sandbox(sandbox_package: ModuleType, run_command, report_path: str) -> tuple[int, dict]:
-    """The demo run against a sandbox child; its database lives in a temp folder that is removed after."""
+def run_against_sandbox(
+    sandbox_package: ModuleType, run_command, report_dir: str
+) -> tuple[int, dict, Path | None]:
+    """The demo run against a sandbox child; its database lives in a temp folder that is removed after.
+    Returns the run's exit code, the sandbox's truth and the run's new folder under report_dir."""
+    before = set(run_folders(Path(report_dir)))
     with tempfile.TemporaryDirectory(prefix="amanflix-demo-") as db_folder:
         # debug off: the generic 500 page that names no exception, as the server is deployed
         config = sandbox_package.SandboxConfig(
             mode="upstream", db_path=os.path.join(db_folder, "amanflix.db"), debug=False
         )
-        sandbox = sandbox_package.launch_sandbox_process(config)
-        try:
+        with sandbox_package.launch_sandbox_process(config) as sandbox:
             where = f"at {sandbox.url}; database {sandbox.db_path}"
-            print(f"sandbox Amanflix (upstream mode, real SQLite, debug off) {where}\n")
+            print(f"LOAD RUN: sandbox Amanflix (upstream mode, real SQLite, debug off) {where}\n")
             admin = (sandbox.admin_username, sandbox.admin_password)
-            code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_path, admin))
-            return code, sandbox.truth()
-        finally:
-            sandbox.stop()
+            code = run_command(demo_run_args(sandbox.url, sandbox.db_path, report_dir, admin))
+            truth = sandbox.truth()
+    new = sorted(set(run_folders(Path(report_dir))) - before)
+    return code, truth, new[-1] if new else None
 
 
 def detected_on(report: dict, classes: tuple[str, ...], endpoint_words: tuple[str, ...]) -> int:

@@ -1,32 +1,56 @@
-"""`demo`: a sandbox child process, a run against it, and the ground truth beside what the tool saw."""
+"""`demo`: the probe against upstream and fixed side by side, then a run against a sandbox child, its report
+folder, the ground truth beside what the tool saw, and the HTML report's path on the last line."""
 
+import json
 import tempfile
 
 import pytest
 
 from amanflix_stress import cli
+from amanflix_stress.amanflix.probe_scenarios import SCENARIOS
 from amanflix_stress.demo import run_demo
 
 pytestmark = pytest.mark.slow
+FOLDER_FILES = {
+    ".amanflix-stress-run",
+    "report.json",
+    "report.timeseries.jsonl",
+    "summary.txt",
+    "report.html",
+}
 
 
-def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys, tmp_path, monkeypatch):
-    def shorter_run(argv):  # the demo's own flow, with a shorter run than the one-minute demo
-        return cli.command_run(
-            cli.build_parser().parse_args(
-                [*argv, "--duration", "10s", "--users", "10", "--hold-lock-schedule", "6s/9s", "--quiet"]
-            )
+def shorter_run(argv):  # the demo's own flow, with a shorter run than the one-minute demo
+    return cli.command_run(
+        cli.build_parser().parse_args(
+            [*argv, "--duration", "10s", "--users", "10", "--hold-lock-schedule", "6s/9s", "--quiet"]
         )
+    )
 
-    temp_root = tmp_path / "tmp"  # where the demo's sandbox database folder goes, to see it removed
+
+def test_the_demo_probes_before_and_after_the_cures_then_runs_and_names_its_html(
+    capsys, tmp_path, monkeypatch
+):
+    temp_root = tmp_path / "tmp"  # where the demo's sandbox database folders go, to see them removed
     temp_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
-    assert run_demo(shorter_run, report_dir=str(tmp_path / "reports")) == 0
+    assert run_demo(shorter_run, report_dir=str(tmp_path / "reports" / "demo")) == 0
     out = capsys.readouterr().out
     assert list(temp_root.iterdir()) == []
-    (report,) = (tmp_path / "reports").glob("demo-*.json")
-    assert f"report and time series: {report}" in out
-    assert "sandbox Amanflix (upstream mode, real SQLite, debug off)" in out
+
+    probe = probe_table(out)  # scenario -> [upstream, fixed]
+    assert probe == {
+        **{name: ["✗ reproduced", "✓ not reproduced"] for name, _db, _run in SCENARIOS},
+        "exit code (1: reproduced)": ["1", "0"],
+        "test accounts left": ["0", "0"],
+    }
+    assert "DIAGNOSIS (fixed): no cause found" in out
+
+    (folder,) = [p for p in (tmp_path / "reports" / "demo").iterdir() if p.is_dir()]
+    assert {p.name for p in folder.iterdir()} == FOLDER_FILES
+    assert out.rstrip("\n").splitlines()[-1] == str(folder / "report.html")
+    assert "<html" in (folder / "report.html").read_text().lower()
+
     table = out[out.index("GROUND TRUTH") :]
     rows = {line[:47].strip(): line[47:].split() for line in table.splitlines()[3:11]}
     truth, detected = rows["watch-history writes lost or refused"][:2]
@@ -34,3 +58,24 @@ def test_the_demo_shows_the_ground_truth_beside_what_was_detected(capsys, tmp_pa
     assert rows["test users left in the database"][:2] == ["0", "0"]
     assert "HELD LOCK WINDOWS" in out and "DATABASE LOCK ISSUES DETECTED" in out
     assert "the run's verdict was FAIL (exit 1), as expected" in out  # lock issues fail a run; not the demo
+
+    report = json.loads((folder / "report.json").read_text())  # the run's diagnosis: its lost writes' cause
+    causes = {c["key"]: c for c in report["diagnosis"]}
+    assert causes["commit_swallowed"]["level"] == "verified"
+    assert "1. the commit helper swallows the failed commit (evidence: verified)" in out
+
+
+def probe_table(out: str) -> dict[str, list[str]]:
+    """The side-by-side probe table's rows, split at its column rule."""
+    lines = out[out.index("PROBE:") :].split("\n\n")[0].splitlines()
+    rule = lines[2].split("  ")
+    widths = [len(part) + 2 for part in rule]
+    rows = {}
+    for line in lines[3:]:
+        cells, start = [], 0
+        for width in widths:
+            cells.append(line[start : start + width].strip())
+            start += width
+        if cells[0] != "seconds":
+            rows[cells[0]] = cells[1:]
+    return rows

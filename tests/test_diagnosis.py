@@ -1,12 +1,17 @@
-"""The run's DIAGNOSIS: from the lock section's findings (by evidence level) and counters to causes."""
+"""The run's DIAGNOSIS: from the lock section's findings (by evidence level) and counters to causes; a
+sandbox run in upstream mode is diagnosed, one in fixed mode is not."""
+
+import json
 
 import pytest
 from report_samples import report_json
 
 from amanflix_stress.amanflix.diagnosis import CAUSES, diagnose_run
 from amanflix_stress.amanflix.records import Accounts, Cleanup, LockIssues
+from amanflix_stress.cli import main
 from amanflix_stress.output.model import Report, from_plain, to_json
 from amanflix_stress.output.report import render_diagnosis
+from amanflix_stress.sandbox import SandboxConfig, start_sandbox
 
 WATCH = "POST /api/watch-history/update"
 
@@ -117,3 +122,33 @@ def test_the_console_diagnosis_lists_each_cause_or_says_none():
     assert "no cause found" in render_diagnosis(())
     report = from_plain(Report, report_json(diagnosis=to_json(causes)))  # JSON round trip
     assert report.diagnosis == causes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fixed", "upstream"])
+def test_a_sandbox_run_is_diagnosed_only_where_the_server_has_the_defects(
+    mode, tmp_path, monkeypatch, capsys
+):
+    """The same held lock and bursts: upstream's lost writes name the commit helper, fixed shows no cause."""
+    with start_sandbox(SandboxConfig(mode=mode, busy_timeout_s=0.3, hash_iterations=1000)) as srv:
+        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
+        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
+        report_path = tmp_path / "report.json"
+        argv = ["run", "--amanflix", "--base-url", srv.url, "--users", "12", "--duration", "5s"]
+        argv += ["--workers", "1", "--focus-watch-history", "--bursts", "2", "--fail-on", "none", "--quiet"]
+        argv += [
+            "--hold-lock",
+            srv.db_path,
+            "--hold-lock-schedule",
+            "1s/3s",
+            "--report-json",
+            str(report_path),
+        ]
+        assert main(argv) == 0
+    diagnosis = json.loads(report_path.read_text())["diagnosis"]
+    out = capsys.readouterr().out
+    if mode == "fixed":
+        assert diagnosis == [] and "DIAGNOSIS\n    no cause found" in out
+    else:
+        assert diagnosis[0]["key"] == "commit_swallowed" and diagnosis[0]["level"] == "verified"
+        assert "1. the commit helper swallows the failed commit (evidence: verified)" in out
