@@ -27,10 +27,12 @@ $(TEST_STAMP): $(VENV)/bin/python
 
 # pip rebuilds a local directory on every install; build/ is removed first because setuptools would ship
 # files left in build/lib that no longer exist in the source
+# the commands are not echoed: the demo's output is the story, and its last line the HTML report's path
 demo: $(DEMO_VENV)/bin/python
-	rm -rf build
-	$(DEMO_VENV)/bin/python -m pip install $(PIP_QUIET) '.[sandbox,html]'
-	$(DEMO_VENV)/bin/amanflix-stress demo
+	@rm -rf build
+	@echo "installing amanflix-stress[sandbox,html] into $(DEMO_VENV) (quiet) ..."
+	@$(DEMO_VENV)/bin/python -m pip install $(PIP_QUIET) '.[sandbox,html]'
+	@$(DEMO_VENV)/bin/amanflix-stress demo
 
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff format --check $(FORMATTED)
