@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import blended_transform_factory
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES, NOT_LOCK_CAUSED
@@ -214,10 +215,11 @@ def ladder_svg(rows: Sequence) -> str:
         axes.plot([row.min_ms, row.max_ms], [y, y], color="#bbb", linewidth=1, zorder=1)
     for i, (key, label, marker) in enumerate(LADDER):
         values = [getattr(r, key) for r in rows]
-        colour = matplotlib.colormaps["viridis"](i / (len(LADDER) - 1))
+        colour = matplotlib.colormaps["viridis"](0.85 * i / (len(LADDER) - 1))  # no pale yellow end
         axes.scatter(values, range(len(rows)), marker=marker, color=colour, label=label, zorder=2, s=40)
     axes.set_yticks(range(len(rows)), [r.name for r in rows], fontsize=9)
     axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))  # 100, not 10²
     axes.set_xlabel("ms (log scale)")
     axes.grid(True, axis="x", which="both", alpha=0.3)
     axes.set_title("Latency percentiles per endpoint (measured phase)", loc="left", fontsize=11)
