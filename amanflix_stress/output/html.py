@@ -1,65 +1,83 @@
-"""The HTML report: one self-contained page of matplotlib SVG time-series charts and the report's tables."""
+"""The HTML report: one self-contained page answering, top to bottom, did my server lose data, when, where,
+how fast, and can I trust the numbers; every figure the console shows, charts as inline SVG."""
 
 from __future__ import annotations
 
 import html
-import io
 import json
-import re
 import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-
-from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.amanflix.holdlock import WindowEvidence
-from amanflix_stress.amanflix.records import HoldLock, LockIssues
+from amanflix_stress.amanflix.records import Accounts, HoldLock, LockIssues
 from amanflix_stress.amanflix.serverlog import ServerLogEvidence
-from amanflix_stress.output.model import Comparison, EndpointRow, ErrorRow, Report, ThresholdResult
-from amanflix_stress.output.report import verified_text
-from amanflix_stress.output.verdict import verdict_head
+from amanflix_stress.output.charts import Timeline, ladder_svg, make_spans, timeline_svg
+from amanflix_stress.output.model import (
+    Comparison,
+    EndpointRow,
+    ErrorRow,
+    Health,
+    Meta,
+    PhaseTables,
+    Report,
+    ThresholdResult,
+    UserRow,
+)
+from amanflix_stress.output.report import (
+    _evidence_text,
+    _in_flight,
+    _other_phases,
+    _short_example,
+    health_verdict,
+    open_model_rows,
+    phase_title,
+    verified_text,
+)
+from amanflix_stress.output.verdict import found_lock_issues, verdict_head
 
-CHART_SIZE_IN = (10, 3.2)
-COLOURS = {
-    "p50_ms": "#4c78a8",
-    "p95_ms": "#f58518",
-    "p99_ms": "#e45756",
-    "rps": "#4c78a8",
-    "users": "#54a24b",
-}
-PALETTE = [
-    "#e45756",
-    "#f58518",
-    "#eeca3b",
-    "#b279a2",
-    "#9d755d",
-    "#4c78a8",
-    "#72b7b2",
-    "#54a24b",
-    "#ff9da6",
-    "#bab0ac",
-]
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f5f6f8;color:#222}
-main{max-width:1100px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
-.meta{color:#666;font-size:13px}
-.verdict{padding:12px 16px;border-radius:6px;font-weight:600;margin:16px 0;color:#fff}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f5f6f8;color:#222}
+main{max-width:1320px;margin:0 auto;padding:20px 28px}
+h1{font-size:23px;margin:0 0 4px}
+h2{font-size:19px;margin:34px 0 8px;padding-top:8px;border-top:2px solid #ddd}
+h3{font-size:15px;margin:18px 0 6px}
+.meta,.note,.none{color:#555;font-size:13px}.none{font-style:italic}
+.verdict{padding:12px 16px;border-radius:6px;font-weight:600;margin:14px 0;color:#fff;font-size:16px}
 .pass{background:#2e7d32}.fail{background:#c62828}.warn{background:#b26a00}.interrupted{background:#6d4c41}
-.verdict ul{margin:6px 0 0;padding-left:20px;font-weight:400}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{background:#fff;border-radius:6px;padding:10px 14px;min-width:130px;box-shadow:0 1px 2px #0002}
-.card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
+.verdict ul{margin:6px 0 0;padding-left:20px;font-weight:400;font-size:14px}
+nav{font-size:13px;margin:4px 0 10px}nav a{margin-right:14px;color:#1f4e8c}
+.answer{background:#fff;border-left:6px solid #888;padding:10px 16px;margin:12px 0;box-shadow:0 1px 2px #0002}
+.answer.lost{border-color:#c62828}.answer.clean{border-color:#2e7d32}.answer b.big{font-size:18px}
+.answer ul{margin:4px 0;padding-left:20px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
+.card{background:#fff;border-radius:6px;padding:8px 14px;min-width:120px;box-shadow:0 1px 2px #0002}
+.card b{display:block;font-size:20px}.card span{color:#555;font-size:12px}.card.alert b{color:#c62828}
 .chart{background:#fff;border-radius:6px;padding:8px;margin:10px 0;box-shadow:0 1px 2px #0002}
 .chart svg{width:100%;height:auto}
-table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #0002;font-size:13px}
-th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:right}th{background:#fafafa}
-td:first-child,th:first-child{text-align:left}
-tr.breached td,tr.regression td{background:#fdecea}.ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}
-.note{color:#666;font-size:12px}
+table{border-collapse:collapse;width:100%;background:#fff;
+ box-shadow:0 1px 2px #0002;font-size:13px;margin:6px 0}
+th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:right;vertical-align:top}th{background:#f0f1f3}
+td:first-child,th:first-child,.text{text-align:left}table.narrow{width:auto;min-width:40%}
+tr.breached td,tr.regression td,tr.bad td{background:#fdecea}
+.ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}
+@media print{
+ body{background:#fff;font-size:11px}main{max-width:none;padding:0}nav{display:none}
+ .verdict,.card,.answer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ .chart,table,.answer,.cards{box-shadow:none;break-inside:avoid}h2,h3{break-after:avoid}
+ section{break-before:auto}
+}
 """
+SECTIONS = (
+    ("loss", "1. Did the server lose data?"),
+    ("when", "2. When"),
+    ("where", "3. Where"),
+    ("speed", "4. How fast"),
+    ("trust", "5. Can I trust the numbers?"),
+)
+ROWS_MAX = 50  # rows of the longer tables (error groups, failing users); the JSON report has them all
 
 
 def read_timeseries(path: str | None) -> list[dict]:
@@ -71,115 +89,10 @@ def read_timeseries(path: str | None) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-SHORT_RUN_S = 180.0  # runs shorter than this get a time axis in seconds, longer ones in minutes
+# ---- small pieces
 
 
-def time_axis(rows: list[dict], edge: str = "end_s") -> tuple[list[float], str]:
-    """Each interval's start or end since the measured phase began, in seconds or minutes, and the unit."""
-    if not rows:
-        return [], "s"
-    width_s = rows[0]["end_s"] - rows[0]["start_s"]
-    origin = rows[0]["start_s"] - rows[0]["interval"] * width_s
-    scale, unit = (1.0, "s") if rows[-1]["end_s"] - origin < SHORT_RUN_S else (60.0, "min")
-    return [(row[edge] - origin) / scale for row in rows], unit
-
-
-def new_chart(title: str, ylabel: str, unit: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=CHART_SIZE_IN, layout="constrained")
-    axes = fig.add_subplot()
-    axes.set_title(title, loc="left", fontsize=12)
-    axes.set_xlabel(f"{'seconds' if unit == 's' else 'minutes'} since the measured phase started")
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
-    return fig, axes
-
-
-def to_svg(fig: Figure, salt: str) -> str:
-    """Inline SVG: text kept as text, ids salted per chart so several charts can share one page."""
-    out = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        fig.savefig(out, format="svg")
-    svg = out.getvalue()
-    svg = svg[svg.index("<svg") :]
-    # matplotlib numbers ids per figure (figure_1, axes_1, ...): prefix them so ids stay unique on the page
-    return re.sub(r'(id="|url\(#|href="#)', lambda m: f"{m.group(1)}{salt}-", svg)
-
-
-def empty(axes: Axes, message: str) -> None:
-    axes.text(0.5, 0.5, message, transform=axes.transAxes, ha="center", va="center", color="#888")
-
-
-def latency_chart(rows: list[dict]) -> str:
-    x, unit = time_axis(rows)
-    fig, axes = new_chart("Latency percentiles per interval", "ms", unit)
-    for key in ("p50_ms", "p95_ms", "p99_ms"):
-        axes.plot(x, [r[key] for r in rows], marker=".", label=key[:3].upper(), color=COLOURS[key])
-    if rows:
-        axes.legend(loc="upper left")
-    else:
-        empty(axes, "no intervals recorded")
-    axes.set_ylim(bottom=0)
-    return to_svg(fig, "latency")
-
-
-def throughput_chart(rows: list[dict]) -> str:
-    x, unit = time_axis(rows)
-    fig, axes = new_chart("Throughput and active users", "requests / s", unit)
-    axes.plot(x, [r["rps"] for r in rows], marker=".", color=COLOURS["rps"], label="requests/s")
-    users = axes.twinx()
-    users.step(
-        x, [r["active_users"] for r in rows], where="post", color=COLOURS["users"], label="active users"
-    )
-    users.set_ylabel("active users")
-    axes.set_ylim(bottom=0)
-    users.set_ylim(bottom=0)
-    if rows:
-        fig.legend(loc="outside upper right", ncols=2, frameon=False)
-    else:
-        empty(axes, "no intervals recorded")
-    return to_svg(fig, "throughput")
-
-
-def classes_chart(rows: list[dict], title: str, only: set[str] | None, none_text: str) -> str:
-    """Stacked bars of failures per error class and interval."""
-    x, unit = time_axis(rows, "start_s")
-    fig, axes = new_chart(title, "failures per interval", unit)
-    every = sorted(
-        {c for r in rows for c in r["errors"]}
-    )  # colours by place among all classes: same in both charts
-    names = [c for c in every if only is None or c in only]
-    width = (rows[0]["end_s"] - rows[0]["start_s"]) / (1.0 if unit == "s" else 60.0) * 0.85 if rows else 1.0
-    bottom = [0] * len(rows)
-    for name in names:
-        counts = [r["errors"].get(name, 0) for r in rows]
-        colour = PALETTE[every.index(name) % len(PALETTE)]
-        axes.bar(x, counts, width=width, bottom=bottom, label=name, color=colour, align="edge")
-        bottom = [b + c for b, c in zip(bottom, counts)]
-    if names:
-        fig.legend(loc="outside upper right", fontsize=9, ncols=min(len(names), 6), frameon=False)
-    else:
-        empty(axes, none_text)
-    return to_svg(fig, re.sub(r"\W", "", title))
-
-
-def charts(rows: list[dict]) -> list[str]:
-    """The charts as inline SVG; an error chart with nothing to show becomes a one-line note."""
-    found = {c for r in rows for c, n in r["errors"].items() if n}
-    parts = [latency_chart(rows), throughput_chart(rows)]
-    parts.append(
-        classes_chart(rows, "Failures by error class", None, "")
-        if found
-        else '<p class="note">no failed requests in any interval</p>'
-    )
-    parts.append(
-        classes_chart(rows, "SQLite lock issues (lock waits, locked, lost writes)", set(LOCK_CLASSES), "")
-        if found & set(LOCK_CLASSES)
-        else '<p class="note">no SQLite lock issues detected in any interval</p>'
-    )
-    return parts
-
-
-def esc(value) -> str:
+def esc(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -187,41 +100,523 @@ def esc(value) -> str:
     return html.escape(f"{value:,}" if isinstance(value, int) else str(value))
 
 
-def table(headers: list[str], rows: list[list], row_classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+def table(
+    tid: str, headers: Sequence[str], rows: Sequence[Sequence[str]], none: str, marks=None, text=()
+) -> str:
+    """A table of already escaped cells, or one line saying there is nothing to show: never an empty
+    table. `marks` is a CSS class per row (a breached threshold, a regression); `text` the columns of
+    words (left-aligned, numbers are right-aligned); tables of few columns keep to their content's width."""
+    if not rows:
+        return f'<p class="none" id="{tid}">{esc(none)}</p>'
+    align = [' class="text"' if i in text else "" for i in range(len(headers))]
+    head = "".join(f"<th{a}>{esc(h)}</th>" for h, a in zip(headers, align))
     body = "".join(
-        f'<tr class="{(row_classes or [""] * len(rows))[i]}">'
-        + "".join(f"<td>{c}</td>" for c in row)
+        f'<tr class="{(marks or [""] * len(rows))[i]}">'
+        + "".join(f"<td{a}>{c}</td>" for c, a in zip(row, align))
         + "</tr>"
         for i, row in enumerate(rows)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    narrow = ' class="narrow"' if len(headers) <= 4 else ""
+    return f'<table id="{tid}"{narrow}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def endpoints_table(rows: tuple[EndpointRow, ...]) -> str:
-    if not rows:
-        return '<p class="note">no requests measured</p>'
+def para(text: str, css: str = "note") -> str:
+    return f'<p class="{css}">{esc(text)}</p>'
+
+
+def clock(epoch_s: float | None) -> str:
+    return "-" if epoch_s is None else time.strftime("%H:%M:%S", time.localtime(epoch_s))
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "-"
+
+
+def since(epoch_s: float | None, origin_s: float | None) -> str:
+    """Seconds since the measured phase started: the charts' axis, so a row can be found on them."""
+    if epoch_s is None or origin_s is None:
+        return "-"
+    return f"{epoch_s - origin_s:,.1f}"
+
+
+# ---- the time axis
+
+
+def interval_width_s(report: Report, rows: Sequence[Mapping]) -> float:
+    load = (report.meta.profile or {}).get("load") or {}
+    if load.get("interval_s"):
+        return float(load["interval_s"])
+    return rows[0]["end_s"] - rows[0]["start_s"] if rows else 5.0
+
+
+def origin_s(report: Report, rows: Sequence[Mapping]) -> float | None:
+    """Epoch seconds of the measured phase's start, where the intervals count from."""
+    if rows:
+        return rows[0]["start_s"] - rows[0]["interval"] * interval_width_s(report, rows)
+    started = report.meta.started_at
+    return datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() if started else None
+
+
+def burst_times_s(report: Report, phase_s: float) -> tuple[float, ...]:
+    """The scheduled bursts (amanflix/run_hooks.py:burst_schedule: every burst_every_s from the start,
+    none without movies), up to the end of the measured phase."""
+    every_s = ((report.meta.profile or {}).get("watch_history") or {}).get("burst_every_s") or 0
+    movies = report.amanflix.catalog.get("movies", 0) if report.amanflix else 0
+    if report.meta.behaviour != "amanflix" or every_s <= 0 or not movies:
+        return ()
+    return tuple(k * every_s for k in range(1, int(phase_s / every_s) + 1) if k * every_s < phase_s)
+
+
+def build_timeline(report: Report, rows: Sequence[Mapping]) -> Timeline | None:
+    origin = origin_s(report, rows)
+    if not rows or origin is None:
+        return None
+    phase_s = report.totals.duration_s
+    spans, left_out = make_spans(rows, origin, phase_s, interval_width_s(report, rows))
+    held = tuple(
+        (w.start_s - origin, (w.end_s if w.end_s is not None else origin + phase_s) - origin)
+        for w in (report.hold_lock.windows if report.hold_lock else ())
+        if not w.error
+    )
+    marks = tuple(
+        (r.start_s - origin, r.end_s - origin, sum(r.classes.values()))
+        for r in (report.lock_issues.timeline if report.lock_issues else ())
+    )
+    bursts = burst_times_s(report, phase_s)
+    return Timeline(spans, phase_s, held, bursts, marks, left_out, clock(origin))
+
+
+# ---- the top: verdict, the answer, the cards
+
+
+def verdict_banner(report: Report) -> str:
+    """Red for FAIL, amber for a PASS with warnings, brown for interrupted, green only for a clean PASS;
+    each reason on its own line below the verdict."""
+    verdict = report.verdict
+    head = verdict_head(verdict) if verdict.reasons else verdict.summary
+    items = "".join(f"<li>{'' if r.fails else 'warning: '}{esc(r.summary)}</li>" for r in verdict.reasons)
+    listed = f"<ul>{items}</ul>" if items else ""
+    return f'<div class="verdict {esc(verdict.status)}" id="verdict">{esc(head)}{listed}</div>'
+
+
+def answer(report: Report) -> str:
+    """The first question in words: lock issues found and how sure, lost writes, what else is suspected."""
+    section = report.lock_issues
+    if section is None:
+        text = (
+            "<b class='big'>Not checked.</b> This run sent plain HTTP requests (no --amanflix): "
+            "it verifies nothing it wrote, so it cannot tell whether data was lost."
+        )
+        return f'<div class="answer" id="answer">{text}</div>'
+    found = found_lock_issues(section)
+    lines = [lost_line(section), *suspected_lines(section), *server_log_lines(report.server_log)]
+    if found:
+        head = (
+            f"<b class='big'>Yes: {found:,} database lock issues found</b> "
+            f"({esc(counts_text(section.by_class))}; evidence: {esc(evidence_total(section))})"
+        )
+    else:
+        head = "<b class='big'>No database lock issues found.</b>"
+    items = "".join(f"<li>{line}</li>" for line in lines if line)
+    css = "lost" if found else "clean"
+    return f'<div class="answer {css}" id="answer">{head}<ul>{items}</ul></div>'
+
+
+def evidence_total(section: LockIssues) -> str:
+    """The found issues by evidence level, as the console's DATABASE LOCK ISSUES line sums them."""
+    by_level: dict[str, int] = {}
+    for cls in section.by_class:
+        for level, n in (section.evidence or {}).get(cls, {}).items():
+            by_level[level] = by_level.get(level, 0) + n
+    return _evidence_text(by_level)
+
+
+def lost_line(section: LockIssues) -> str:
+    figures = section.integrity
+    verified = f"checked: {esc(verified_text(section))}"
+    if figures is None:
+        return verified
+    return (
+        f"writes a lock lost: <b>{figures.lock_caused_losses:,}</b>; duplicate rows from a race "
+        f"(not a lock): <b>{figures.race_duplicates:,}</b>; {verified}"
+    )
+
+
+def suspected_lines(section: LockIssues) -> list[str]:
+    lines = []
+    if section.suspected:
+        lines.append(f"suspected, timing only (not counted): {esc(counts_text(section.suspected))}")
+    if section.suspected_lock_waits:
+        waits = sum(w.count for w in section.suspected_lock_waits)
+        lines.append(f"suspected lock waits (slow successes, not failures): {waits:,} writes")
+    if section.not_verifiable:
+        lines.append(f"not verified: {esc(section.not_verifiable)}")
+    return lines
+
+
+def server_log_lines(section: ServerLogEvidence | None) -> list[str]:
+    if section is None or not section.followed:
+        return []
+    return [
+        f"the server's log: {section.events:,} lock events logged, {section.accounted:,} of them accounted "
+        "for by the tool's findings"
+    ]
+
+
+def cards(report: Report) -> str:
+    t = report.totals
+    figures = [
+        ("requests", esc(t.requests), False),
+        ("throughput", f"{t.throughput_rps:,.1f} req/s", False),
+        ("error rate", f"{t.error_rate:.2%}", t.failures > 0),
+        ("p50 / p95 / p99", f"{esc(t.p50_ms)} / {esc(t.p95_ms)} / {esc(t.p99_ms)} ms", False),
+        ("users", esc(t.users), False),
+        ("measured phase", f"{t.duration_s:,.1f} s", False),
+    ]
+    if report.lock_issues is not None:
+        found = found_lock_issues(report.lock_issues)
+        figures.append(("lock issues found", esc(found), found > 0))
+    if report.amanflix is not None:
+        left = report.amanflix.cleanup.left_behind
+        figures.append(("accounts left behind", esc(left), left > 0))
+    items = "".join(
+        f'<div class="card{" alert" if alert else ""}" data-card="{esc(name)}"><b>{value}</b>'
+        f"<span>{esc(name)}</span></div>"
+        for name, value, alert in figures
+    )
+    return f'<div class="cards" id="cards">{items}</div>'
+
+
+# ---- 1. did the server lose data
+
+
+def lock_section(section: LockIssues | None) -> str:
+    """DATABASE LOCK ISSUES as the console has it: found ones by class with their evidence, what was
+    verified, then apart the timing-only suspicions, suspected lock waits and DATA INTEGRITY."""
+    if section is None:
+        return para("no lock detection: a plain HTTP run (use --amanflix)")
+    verified = verified_text(section)
+    parts = [para(f"no lock issues detected; verified: {verified}")]
+    if section.detected:
+        parts = [found_locks(section), para(f"verified: {verified}")]
+    if section.not_verifiable:
+        parts.append(para(f"not verified: {section.not_verifiable}"))
+    return "".join([*parts, suspected_locks(section), suspected_waits(section), integrity(section)])
+
+
+def found_locks(section: LockIssues) -> str:
+    rows = [
+        [
+            esc(cls),
+            esc(n),
+            esc(_evidence_text((section.evidence or {}).get(cls, {}))),
+            esc(_in_flight(section.writes_in_flight.get(cls))),
+            esc(section.explain[cls]),
+        ]
+        for cls, n in section.by_class.items()
+    ]
+    head = (
+        f'<h3 id="lock-total">Database lock issues detected: {found_lock_issues(section):,} '
+        f"({section.lock_error_rate:.2%} of requests; evidence: {esc(evidence_total(section))})</h3>"
+    )
+    levels = para(
+        "evidence: verified = a read-back or the answer itself proved it; server-said = the answer or the "
+        "server's log named it; timing = only the busy-timeout timing (listed apart, not counted)"
+    )
+    headers = ["class", "count", "evidence", "writes in flight", "what it means"]
+    return head + table("lock-classes", headers, rows, "none", text=(2, 3, 4)) + levels
+
+
+def suspected_locks(section: LockIssues) -> str:
+    if not section.suspected:
+        return ""
+    rows = [[esc(c), esc(n), "timing"] for c, n in section.suspected.items()]
+    return (
+        "<h3>Suspected, timing only (not counted as found)</h3>"
+        + para(
+            "a bare 500 answered at the busy timeout, nothing naming the cause, no read-back to prove a loss"
+        )
+        + table("suspected", ["class", "count", "evidence"], rows, "none")
+    )
+
+
+def suspected_waits(section: LockIssues) -> str:
+    if not section.suspected_lock_waits:
+        return ""
+    low, high = section.lock_wait_window_s or (0.0, 0.0)
+    rows = [
+        [esc(w.endpoint), esc(w.count), esc(f"{w.min_s:.1f}-{w.max_s:.1f} s")]
+        for w in section.suspected_lock_waits
+    ]
+    return (
+        "<h3>Suspected lock waits (not failures, not in the error rate or the lock count)</h3>"
+        + para(f"unverifiable writes answered 2xx in {low:.1f}-{high:.1f} s, the busy-timeout window")
+        + table("lock-waits", ["endpoint", "writes", "latency"], rows, "none", text=(2,))
+    )
+
+
+def integrity(section: LockIssues) -> str:
+    figures = section.integrity
+    if figures is None:
+        return ""
+    rows = [[esc(figures.lock_caused_losses), esc(figures.race_duplicates)]]
+    return (
+        "<h3>Data integrity</h3>"
+        + table("integrity", ["lock-caused losses", "race-caused duplicate rows"], rows, "none")
+        + para("duplicates come from concurrent first writes with no unique key: a race, not a lock")
+    )
+
+
+def diagnosis_section(section: Any) -> str:
+    """DIAGNOSIS: each cause the run's observations support, with its evidence level and cure.
+    LEAD: wire after merging the `demo` branch: render_html passes getattr(report, "diagnosis", None); this
+    expects causes with name, level, observations, cure (as amanflix/probe_records.py:Cause) directly or
+    under `.causes`; adjust here if the merged record differs."""
+    causes = getattr(section, "causes", section)
+    if not causes:
+        return ""
+    rows = [
+        [
+            esc(c.name),
+            esc(c.level),
+            "<br>".join(esc(o) for o in c.observations),
+            esc(c.cure),
+        ]
+        for c in causes
+    ]
+    return "<h3>Diagnosis</h3>" + table(
+        "diagnosis", ["cause", "evidence", "observations", "cure"], rows, "none", text=(0, 1, 2, 3)
+    )
+
+
+def server_log_section(section: ServerLogEvidence | None, origin: float | None) -> str:
+    """The server's own lock events beside the tool's findings: the reconciliation, then per interval."""
+    if section is None:
+        return ""
+    problems = "".join(para(line) for line in section.problems)
+    head = f"<h3>Server log {esc(section.path)}</h3>"
+    if not section.followed:
+        return head + para("not followed") + problems
+    kinds = ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in section.by_kind.items())
+    rows = [
+        [
+            esc(clock(r.start_s) if r.start_s is not None else r.phase),
+            esc(since(r.start_s, origin)),
+            esc(r.server_events),
+            esc(r.tool_lock_failures),
+            esc(r.bare_5xx),
+            esc(r.accounted),
+        ]
+        for r in section.intervals
+    ]
+    headers = ["when", "s since start", "server logged", "tool: lock failures", "bare 500", "accounted"]
+    return (
+        head
+        + f'<p id="server-log-line"><b>server logged {section.events:,} lock events; the tool accounted for '
+        f"{section.accounted:,} of them</b></p>"
+        + para(
+            f"N counts requests, not lines: {kinds} ({section.commit_helper_lines:,} commit-helper lines, "
+            "one per failed attempt: only 'attempt 1' counts)"
+        )
+        + para(f"M counts {section.accounted_means}")
+        + para(f"clock: {section.clock}")
+        + table("server-log", headers, rows, "no interval with logged events or findings")
+        + problems
+    )
+
+
+# ---- 2. when
+
+
+def charts_part(timeline: Timeline | None) -> str:
+    if timeline is None:
+        return para("no intervals recorded: the run stopped before its first interval closed", "none")
+    notes = [
+        "shaded red: the SQLite lock held by --hold-lock; dotted purple: a scheduled burst; "
+        "▼ N: an interval with N lock issues (every evidence level). Each step is one interval."
+    ]
+    if any(s.partial for s in timeline.spans):
+        notes.append("the last interval was cut short by the end of the measured phase: drawn dashed/narrow")
+    if timeline.left_out:
+        notes.append(
+            f"{timeline.left_out} last interval(s) shorter than a quarter of an interval left out of the "
+            "charts (too few seconds to mean anything)"
+        )
+    return f'<div class="chart" id="timeline">{timeline_svg(timeline)}</div>' + "".join(
+        para(n) for n in notes
+    )
+
+
+def held_windows_part(report: Report, origin: float | None) -> str:
+    hold_lock = report.hold_lock
+    if hold_lock is None:
+        return ""
+    if report.held_windows is not None:
+        return window_evidence_table(hold_lock, report.held_windows, origin)
+    rows = [
+        [
+            esc(i + 1),
+            esc(clock(w.start_s)),
+            esc(since(w.start_s, origin)),
+            esc(f"{(w.end_s or w.start_s) - w.start_s:.1f} s"),
+            esc(w.kind),
+            esc(w.error or f"{w.lock_issues_detected:,}"),
+        ]
+        for i, w in enumerate(hold_lock.windows)
+    ]
+    caught = sum(1 for w in hold_lock.windows if w.lock_issues_detected)
+    return (
+        f"<h3>Held lock windows on {esc(hold_lock.path)}: {caught} of {len(rows)} showed lock issues</h3>"
+        + table(
+            "held-windows",
+            ["#", "start", "s since start", "held", "lock", "lock issues found"],
+            rows,
+            "no window held",
+            text=(4, 5),
+        )
+    )
+
+
+def window_evidence_table(
+    hold_lock: HoldLock, windows: tuple[WindowEvidence, ...], origin: float | None
+) -> str:
+    logged = any(w.server_events is not None for w in windows)
+    rows = [
+        [
+            esc(w.window),
+            esc(clock(w.start_s)),
+            esc(since(w.start_s, origin)),
+            esc(f"{(w.end_s or w.start_s) - w.start_s:.1f} s"),
+            esc(w.kind),
+            esc(w.error or counts_text(w.lock_classes)),
+            esc(w.answered_500),
+            esc(w.answered_2xx),
+            esc(w.bare_5xx),
+        ]
+        + ([esc(w.server_events)] if logged else [])
+        for w in windows
+    ]
+    headers = ["#", "start", "s since start", "held", "lock", "lock classes found", "answered 500"]
+    headers += ["answered 2xx", "bare 500"] + (["server logged"] if logged else [])
+    caught = sum(1 for w in windows if w.lock_classes)
+    title = f"Held lock windows on {esc(hold_lock.path)}: {caught} of {len(rows)} showed lock issues"
+    return f"<h3>{title}</h3>" + table("held-windows", headers, rows, "no window held", text=(4, 5))
+
+
+def lock_timeline_part(section: LockIssues | None, origin: float | None) -> str:
+    if section is None:
+        return ""
+    rows = [
+        [esc(r.interval), esc(clock(r.start_s)), esc(since(r.start_s, origin)), esc(counts_text(r.classes))]
+        for r in section.timeline
+    ]
+    headers = ["interval", "start", "s since start", "lock issues (every evidence level)"]
+    return "<h3>Intervals with lock issues</h3>" + table(
+        "lock-timeline", headers, rows, "no interval had lock issues", text=(3,)
+    )
+
+
+# ---- 3. where
+
+
+def endpoints_part(rows: tuple[EndpointRow, ...], tid: str) -> str:
+    """Per endpoint; where requests waited before being sent, response time beside service time."""
+    if any(r.response is not None for r in rows):
+        headers = ["endpoint", "requests", "failures", "req/s", "response p50 ms", "response p99 ms"]
+        headers += ["response max ms", "service p50 ms", "service p99 ms", "service max ms"]
+        cells = [
+            [esc(r.name), esc(r.requests), esc(r.failures), esc(r.rps)]
+            + [esc(getattr(r.response, f"response_{k}_ms", None)) for k in ("p50", "p99", "max")]
+            + [esc(r.p50_ms), esc(r.p99_ms), esc(r.max_ms)]
+            for r in rows
+        ]
+        return table(tid, headers, cells, "no requests")
     headers = ["endpoint", "requests", "failures", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+    keys = ("requests", "failures", "rps", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+    cells = [[esc(r.name)] + [esc(getattr(r, k)) for k in keys] for r in rows]
+    return table(tid, headers, cells, "no requests")
+
+
+def lock_endpoints_part(section: LockIssues | None) -> str:
+    if section is None:
+        return ""
+    rows = [[esc(name), esc(counts_text(counts))] for name, counts in section.endpoints.items()]
+    users = [[esc(u.user), esc(u.lock_errors)] for u in section.top_users]
+    return (
+        "<h3>Endpoints with lock issues</h3>"
+        + table("lock-endpoints", ["endpoint", "lock issues"], rows, "none", text=(1,))
+        + "<h3>Users with the most lock issues (timing-only included)</h3>"
+        + table("lock-users", ["user", "lock issues"], users, "none")
+    )
+
+
+def errors_part(rows: tuple[ErrorRow, ...], tid: str = "errors") -> str:
     cells = [
         [
-            esc(r.name),
+            esc(r.class_),
+            esc(r.status or "-"),
+            esc(r.count),
+            f"{r.share:.2%}",
+            esc(clock(r.first_seen_s)),
+            esc(clock(r.last_seen_s)),
+            esc(", ".join(r.endpoints)),
+            esc(_short_example(r.example, 110)),
+        ]
+        for r in rows[:ROWS_MAX]
+    ]
+    headers = ["class", "status", "count", "share", "first seen", "last seen", "endpoints", "example"]
+    more = (
+        para(f"+{len(rows) - ROWS_MAX} more error groups in the JSON report") if len(rows) > ROWS_MAX else ""
+    )
+    return table(tid, headers, cells, "no failed requests", text=(6, 7)) + more
+
+
+def users_part(rows: tuple[UserRow, ...]) -> str:
+    failing = sorted((r for r in rows if r.failures), key=lambda r: -r.failures)[:ROWS_MAX]
+    cells = [
+        [
+            esc(r.user),
             esc(r.requests),
             esc(r.failures),
-            esc(r.rps),
-            esc(r.mean_ms),
-            esc(r.p50_ms),
-            esc(r.p95_ms),
-            esc(r.p99_ms),
-            esc(r.max_ms),
+            esc(counts_text(dict(sorted(r.errors.items(), key=lambda kv: -kv[1])))),
         ]
-        for r in rows
+        for r in failing
     ]
-    return table(headers, cells)
+    return f"<h3>Users with most failures (of {len(rows):,} users)</h3>" + table(
+        "users", ["user", "requests", "failures", "errors"], cells, "no user had a failed request", text=(3,)
+    )
 
 
-def thresholds_table(results: tuple[ThresholdResult, ...]) -> str:
-    if not results:
-        return '<p class="note">no thresholds configured ([thresholds] in the profile)</p>'
+# ---- 4. how fast
+
+
+def totals_part(report: Report) -> str:
+    t, m = report.totals, report.meta
+    rows = [
+        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){_other_phases(report)}"],
+        ["users", f"{t.users:,}"],
+        ["requests", f"{t.requests:,}"],
+        ["throughput", f"{t.throughput_rps:,.1f} req/s"],
+        ["error rate", f"{t.error_rate:.2%} ({t.failures:,} failed)"],
+        ["latency p50 / p95 / p99", f"{esc(t.p50_ms)} / {esc(t.p95_ms)} / {esc(t.p99_ms)} ms"],
+    ]
+    rows += [[a, b] for a, b in open_model_rows(report.load_model)]
+    cells = [[esc(a), esc(b)] for a, b in rows]
+    return table("totals", ["figure", "value"], cells, "none", text=(1,))
+
+
+def ladder_part(rows: tuple[EndpointRow, ...]) -> str:
+    measured = [r for r in rows if r.p50_ms is not None]
+    caveat = para(
+        "The report keeps each endpoint's percentiles, not its histogram buckets, so there is no "
+        "per-endpoint histogram: the percentiles are drawn on a log axis instead."
+    )
+    if not measured:
+        return caveat + para("no endpoint measured", "none")
+    return caveat + f'<div class="chart" id="ladder">{ladder_svg(measured)}</div>'
+
+
+def thresholds_part(results: tuple[ThresholdResult, ...]) -> str:
     cells = [
         [
             esc(r.name),
@@ -231,30 +626,15 @@ def thresholds_table(results: tuple[ThresholdResult, ...]) -> str:
         for r in results
     ]
     return table(
+        "thresholds",
         ["threshold", "measured vs allowed", "result"],
         cells,
+        "no thresholds configured ([thresholds] in the profile)",
         ["" if r.passed else "breached" for r in results],
     )
 
 
-def errors_table(rows: tuple[ErrorRow, ...], limit: int = 20) -> str:
-    if not rows:
-        return '<p class="note">no failed requests</p>'
-    cells = [
-        [
-            esc(r.class_),
-            esc(r.status),
-            esc(r.count),
-            f"{r.share:.2%}",
-            esc(", ".join(r.endpoints)),
-            esc(r.example[:100]),
-        ]
-        for r in rows[:limit]
-    ]
-    return table(["class", "status", "count", "share", "endpoints", "example"], cells)
-
-
-def baseline_section(comparison: Comparison | None) -> str:
+def baseline_part(comparison: Comparison | None) -> str:
     if not comparison:
         return ""
     cells = [
@@ -272,228 +652,189 @@ def baseline_section(comparison: Comparison | None) -> str:
         ]
         for r in comparison.endpoints
     ]
-    caption = (
-        f'<p class="note">against {esc(comparison.against)} (started {esc(comparison.against_started_at)})'
-        f"; a regression is p95 up more than {comparison.regression_pct:g}% or a higher error rate, judged "
-        f"only where both runs have at least {comparison.min_requests} requests</p>"
+    caption = para(
+        f"against {comparison.against} (started {comparison.against_started_at}); a regression is p95 up "
+        f"more than {comparison.regression_pct:g}% or a higher error rate, judged only where both runs "
+        f"have at least {comparison.min_requests} requests"
     )
+    headers = ["endpoint", "p95 before ms", "p95 now ms", "change", "error rate", "result"]
+    marks = ["regression" if r.regression else "" for r in comparison.endpoints]
     return (
-        "<h2>Against the baseline</h2>"
+        "<h3>Against the baseline</h3>"
         + caption
-        + table(
-            ["endpoint", "p95 before ms", "p95 now ms", "change", "error rate", "result"],
-            cells,
-            ["regression" if r.regression else "" for r in comparison.endpoints],
-        )
+        + table("baseline", headers, cells, "no endpoint in both runs", marks)
     )
 
 
-def lock_section(section: LockIssues | None, hold_lock: HoldLock | None) -> str:
-    """DATABASE LOCK ISSUES: found ones by class with their evidence, timing-only suspicions and suspected
-    lock waits apart, DATA INTEGRITY, and each held lock window."""
-    if not section:
-        return ""
-    verified = verified_text(section)
-    parts = [
-        '<h2>Database lock issues</h2><p class="note">none detected; verified: ' + esc(verified) + "</p>"
-    ]
-    if section.detected:
-        parts = [found_locks(section), f'<p class="note">verified: {esc(verified)}</p>']
-    if section.not_verifiable:
-        parts.append(f'<p class="note">not verified: {esc(section.not_verifiable)}</p>')
-    parts += [suspected_locks(section), integrity(section)]
-    if hold_lock:
-        windows = [
-            [
-                esc(i + 1),
-                esc(w.lock_issues_detected),
-                esc(w.kind),
-                esc(round((w.end_s or w.start_s) - w.start_s, 1)),
-            ]
-            for i, w in enumerate(hold_lock.windows)
-        ]
-        parts.append(
-            f"<h3>Held lock windows on {esc(hold_lock.path)}</h3>"
-            + table(["window", "lock issues found", "lock", "held s"], windows)
-        )
-    return "".join(parts)
+# ---- 5. can I trust the numbers
 
 
-def evidence_cell(counts) -> str:
-    return esc(", ".join(f"{level} {n:,}" for level, n in counts.items() if level != "timing") or "-")
-
-
-def found_locks(section: LockIssues) -> str:
-    classes = [
-        [esc(c), esc(n), evidence_cell((section.evidence or {}).get(c, {})), esc(section.explain[c])]
-        for c, n in section.by_class.items()
-    ]
-    endpoints = [
-        [esc(name), esc(", ".join(f"{c} {n:,}" for c, n in counts.items()))]
-        for name, counts in section.endpoints.items()
-    ]
-    return (
-        f"<h2>Database lock issues detected: {section.total:,} ({section.lock_error_rate:.2%} of "
-        "requests)</h2>"
-        + table(["class", "count", "evidence", "what it means"], classes)
-        + table(["endpoint", "lock issues"], endpoints)
-    )
-
-
-def suspected_locks(section: LockIssues) -> str:
-    """Timing-only suspicions and suspected lock waits: shown, never counted as found."""
-    parts = []
-    if section.suspected:
-        rows = [[esc(c), esc(n), esc("timing")] for c, n in (section.suspected or {}).items()]
-        parts.append(
-            "<h3>Suspected, timing only (not counted as found)</h3>"
-            '<p class="note">a bare 500 at the busy timeout, nothing naming the cause, no read-back proof</p>'
-            + table(["class", "count", "evidence"], rows)
-        )
-    if section.suspected_lock_waits:
-        low, high = section.lock_wait_window_s or (0.0, 0.0)
-        rows = [
-            [esc(w.endpoint), esc(w.count), esc(f"{w.min_s:.1f}-{w.max_s:.1f} s")]
-            for w in section.suspected_lock_waits or ()
-        ]
-        parts.append(
-            "<h3>Suspected lock waits (not failures, not in the error rate)</h3>"
-            f'<p class="note">unverifiable writes answered 2xx in {low:.1f}-{high:.1f} s</p>'
-            + table(["endpoint", "writes", "latency"], rows)
-        )
-    return "".join(parts)
-
-
-def integrity(section: LockIssues) -> str:
-    figures = section.integrity
-    if figures is None or (not figures.lock_caused_losses and not figures.race_duplicates):
-        return ""
-    return (
-        "<h3>Data integrity</h3>"
-        + table(
-            ["lock-caused losses", "race-caused duplicate rows"],
-            [[esc(figures.lock_caused_losses), esc(figures.race_duplicates)]],
-        )
-        + '<p class="note">duplicates come from concurrent first writes with no unique key: '
-        "a race, not a lock</p>"
-    )
-
-
-def held_windows_section(hold_lock: HoldLock | None, windows: tuple[WindowEvidence, ...] | None) -> str:
-    """Each held window: lock classes found (answered 500 apart from hidden), bare 500s, server-logged."""
-    if hold_lock is None or windows is None:
-        return ""
-    logged = any(w.server_events is not None for w in windows)
-    rows = [
+def health_part(health: Health) -> str:
+    cells = [
         [
-            esc(w.window),
-            esc(_clock(w.start_s)),
-            esc(round((w.end_s or w.start_s) - w.start_s, 1)),
-            esc(w.kind),
-            esc(w.error or ", ".join(f"{c} {n:,}" for c, n in w.lock_classes.items()) or "-"),
-            esc(w.answered_500),
-            esc(w.answered_2xx),
-            esc(w.bare_5xx),
+            esc(r.id),
+            esc(r.core),
+            "-" if r.cpu_cores is None else f"{r.cpu_cores:.2f}",
+            f"{r.cpu_peak_cores:.2f}",
+            esc(r.lag_p50_ms),
+            esc(r.lag_p99_ms),
+            esc(r.lag_max_ms),
+            esc(r.threads),
+            "-" if r.busy_share is None else f"{r.busy_share:.0%}",
         ]
-        + ([esc(w.server_events)] if logged else [])
-        for w in windows
+        for r in health.workers
     ]
-    headers = ["window", "start", "held s", "lock", "lock classes found", "answered 500", "answered 2xx"]
-    headers += ["bare 500"] + (["server logged"] if logged else [])
-    return f"<h3>Held lock windows on {esc(hold_lock.path)}</h3>" + table(headers, rows)
+    headers = [
+        "worker",
+        "core",
+        "cpu cores",
+        "cpu peak",
+        "lag p50 ms",
+        "lag p99 ms",
+        "lag max ms",
+        "threads",
+        "busy",
+    ]
+    css = "bad" if health.degraded else "ok"
+    verdict = f'<p class="{css}" id="health-verdict">{esc(health_verdict(health))}</p>'
+    return "<h3>Generator health</h3>" + table("health", headers, cells, "no worker reported") + verdict
 
 
-def server_log_section(section: ServerLogEvidence | None) -> str:
-    """The server's own lock events beside the tool's findings, per interval."""
+def workers_part(report: Report) -> str:
+    bad = [r for r in report.workers if r.status != "done"]
+    cells = [[esc(r.id), esc(r.pid), esc(r.users), esc(r.status), esc(r.detail)] for r in bad]
+    parts = [
+        "<h3>Worker problems</h3>"
+        + table(
+            "workers",
+            ["worker", "pid", "users", "status", "detail"],
+            cells,
+            "none: every worker finished",
+            text=(4,),
+        )
+    ]
+    if report.worker_crashes:
+        lines = "".join(f"<li>{esc(c.strip().splitlines()[-1])}</li>" for c in report.worker_crashes)
+        parts.append(f"<h3>Worker errors (a bug in the tool)</h3><ul>{lines}</ul>")
+    return "".join(parts)
+
+
+def accounts_part(section: Accounts | None, meta: Meta) -> str:
+    """ACCOUNTS: created, deleted, left behind on the server, every account left named with its reason."""
     if section is None:
         return ""
-    problems = "".join(f'<p class="note">{esc(line)}</p>' for line in section.problems)
-    head = f"<h2>Server log {esc(section.path)}</h2>"
-    if not section.followed:
-        return head + problems
-    rows = [
-        [
-            esc(_clock(r.start_s) if r.start_s is not None else r.phase),
-            esc(r.server_events),
-            esc(r.tool_lock_failures),
-            esc(r.bare_5xx),
-            esc(r.accounted),
-        ]
-        for r in section.intervals
-    ]
-    return (
-        head + f"<p><b>server logged {section.events:,} lock events; the tool accounted for "
-        f"{section.accounted:,} of them</b></p>"
-        + f'<p class="note">N counts {esc(section.events_are)}. M counts {esc(section.accounted_means)}. '
-        f"{esc(section.clock)}.</p>"
-        + table(["when", "server logged", "tool: lock failures", "bare 500", "accounted"], rows)
-        + problems
-    )
-
-
-def _clock(epoch_s: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(epoch_s))
-
-
-def cards(report: Report) -> str:
-    t = report.totals
+    cleanup, counters = section.cleanup, section.counters
     figures = [
-        ("requests", esc(t.requests)),
-        ("throughput", f"{t.throughput_rps:,.1f} req/s"),
-        ("error rate", f"{t.error_rate:.2%}"),
-        ("p50", f"{esc(t.p50_ms)} ms"),
-        ("p95", f"{esc(t.p95_ms)} ms"),
-        ("p99", f"{esc(t.p99_ms)} ms"),
-        ("users", esc(t.users)),
-        ("duration", f"{t.duration_s:,.0f} s"),
+        ["created", esc(cleanup.created)],
+        ["deleted", esc(cleanup.deleted)],
+        ["left behind", esc(cleanup.left_behind)],
+        ["method", esc(cleanup.method)],
     ]
+    if cleanup.unchecked:
+        figures.append(["not checked (may be left)", esc(cleanup.unchecked)])
+    if cleanup.rows_left_behind:
+        figures.append(["watch-history/my-list rows left behind", esc(cleanup.rows_left_behind)])
+    extras = ("phantom_registrations", "setup_retries", "relogins", "users_dropped")
+    figures += [[esc(k.replace("_", " ")), esc(counters[k])] for k in extras if counters.get(k)]
+    left = [[esc(a.name), esc(a.reason)] for a in cleanup.not_removed or ()]
+    notes = [cleanup.error, cleanup.note if cleanup.rows_left_behind else None]
+    if cleanup.not_removed:
+        notes.append(
+            f"remove them later (admin credentials): amanflix-stress cleanup --base-url {meta.base_url} "
+            f"--run-id {meta.run_id}"
+        )
     return (
-        '<div class="cards">'
-        + "".join(f'<div class="card"><b>{v}</b><span>{k}</span></div>' for k, v in figures)
-        + "</div>"
+        "<h3>Accounts</h3>"
+        + table("accounts", ["accounts", "count"], figures, "none", text=(1,))
+        + "<h3>Accounts left behind</h3>"
+        + table(
+            "accounts-left",
+            ["account", "why it is still there"],
+            left,
+            "none: every account was removed",
+            text=(1,),
+        )
+        + "".join(para(n) for n in notes if n)
     )
 
 
-def verdict_banner(report: Report) -> str:
-    """Red for FAIL, amber for a PASS with warnings, brown for interrupted, green only for a clean PASS;
-    each reason on its own line below the verdict."""
-    verdict = report.verdict
-    head = verdict_head(verdict) if verdict.reasons else verdict.summary
-    items = "".join(f"<li>{'' if r.fails else 'warning: '}{esc(r.summary)}</li>" for r in verdict.reasons)
-    listed = f"<ul>{items}</ul>" if items else ""
-    return f'<div class="verdict {esc(verdict.status)}">{esc(head)}{listed}</div>'
+def phase_part(title: str, phase: PhaseTables, tid: str) -> str:
+    head = f"<h3>{esc(phase_title(title, phase))}</h3>"
+    errors = errors_part(phase.errors, f"{tid}-errors") if phase.errors else ""
+    return head + endpoints_part(phase.endpoints, tid) + errors
+
+
+# ---- the page
+
+
+def section(sid: str, *parts: str) -> str:
+    title = dict(SECTIONS)[sid]
+    return f'<section id="{sid}"><h2>{esc(title)}</h2>{"".join(parts)}</section>'
+
+
+def header(report: Report) -> str:
+    meta = report.meta
+    links = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS)
+    return (
+        f"<h1>amanflix-stress run {esc(meta.run_id)}</h1>"
+        f'<p class="meta">{esc(meta.base_url)} · {esc(meta.behaviour)} · started {esc(meta.started_at)} · '
+        f"ended {esc(meta.ended_at)} ({esc(meta.stop_reason)}) · seed {esc(meta.seed)} · "
+        f"{esc(meta.hostname)} · amanflix-stress {esc(meta.version)}</p><nav>{links}</nav>"
+    )
 
 
 def render_html(report: Report, timeseries: list[dict]) -> str:
     """The whole page as one string: no scripts, no external files, charts inline."""
-    meta = report.meta
-    title = f"amanflix-stress run {meta.run_id}"
-    header = (
-        f'<h1>{esc(title)}</h1><p class="meta">{esc(meta.base_url)} · {esc(meta.behaviour)} · '
-        f"started {esc(meta.started_at)} · ended {esc(meta.ended_at)} ({esc(meta.stop_reason)})"
-        f" · seed {esc(meta.seed)} · {esc(meta.hostname)}</p>"
-    )
-    chart_html = "".join(f'<div class="chart">{part}</div>' for part in charts(timeseries))
+    origin = origin_s(report, timeseries)
+    timeline = build_timeline(report, timeseries)
     body = [
-        header,
+        header(report),
         verdict_banner(report),
+        answer(report),
         cards(report),
-        "<h2>Over time</h2>",
-        chart_html,
-        "<h2>Thresholds</h2>",
-        thresholds_table(report.thresholds),
-        baseline_section(report.baseline),
-        "<h2>Endpoints (measured phase)</h2>",
-        endpoints_table(report.endpoints),
-        "<h2>Errors</h2>",
-        errors_table(report.errors),
-        # the held windows get their own table when the report has their evidence (every class found)
-        lock_section(report.lock_issues, None if report.held_windows is not None else report.hold_lock),
-        held_windows_section(report.hold_lock, report.held_windows),
-        server_log_section(report.server_log),
-        f'<p class="note">latency: {esc(meta.latency_model)}; percentiles: {esc(meta.percentile_method)}</p>',
+        section(
+            "loss",
+            lock_section(report.lock_issues),
+            diagnosis_section(getattr(report, "diagnosis", None)),  # LEAD: the demo branch's DIAGNOSIS
+            server_log_section(report.server_log, origin),
+        ),
+        section(
+            "when",
+            charts_part(timeline),
+            held_windows_part(report, origin),
+            lock_timeline_part(report.lock_issues, origin),
+        ),
+        section(
+            "where",
+            "<h3>Endpoints (measured phase)</h3>",
+            endpoints_part(report.endpoints, "endpoints"),
+            lock_endpoints_part(report.lock_issues),
+            "<h3>Errors (measured phase)</h3>",
+            errors_part(report.errors),
+            users_part(report.users),
+        ),
+        section(
+            "speed",
+            "<h3>Totals</h3>",
+            totals_part(report),
+            ladder_part(report.endpoints),
+            "<h3>Thresholds</h3>",
+            thresholds_part(report.thresholds),
+            baseline_part(report.baseline),
+        ),
+        section(
+            "trust",
+            health_part(report.health),
+            workers_part(report),
+            accounts_part(report.amanflix, report.meta),
+            phase_part("SETUP (before the measured phase)", report.setup, "setup"),
+            phase_part("TEARDOWN (verification and cleanup)", report.teardown, "teardown"),
+            para(f"latency: {report.meta.latency_model}; percentiles: {report.meta.percentile_method}"),
+        ),
     ]
+    title = f"amanflix-stress run {report.meta.run_id}"
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>\n"
+        f'<meta name="viewport" content="width=device-width"><style>{CSS}</style></head>'
+        f"<body><main>{''.join(body)}</main></body></html>\n"
     )
