@@ -150,6 +150,13 @@ def test_loss_section_lists_each_lock_class_with_its_evidence_as_the_json(run):
     )
 
 
+def test_the_diagnosis_names_the_causes_of_the_json_with_their_evidence(run):
+    page, causes = run["page"], run["json"]["diagnosis"]
+    assert causes, "held locks on an upstream sandbox should give a diagnosis"
+    assert page.column("diagnosis", "cause") == [c["name"] for c in causes]
+    assert page.column("diagnosis", "evidence") == [c["level"] for c in causes]
+
+
 def test_when_section_one_time_axis_with_held_windows_at_their_seconds(run):
     page, data = run["page"], run["json"]
     assert page.svgs == 2  # the shared-axis timeline and the per-endpoint latency chart

@@ -187,7 +187,11 @@ def test_open_model_endpoints_show_response_time_beside_service_time():
 
 def test_the_diagnosis_place_renders_causes_and_nothing_without_them():
     cause = Cause(
-        "commit_swallowed", "the commit helper swallows", "verified", ("[verified] echo",), "re-raise"
+        key="commit_swallowed",
+        name="the commit helper swallows",
+        level="verified",
+        observations=("[verified] echo",),
+        cure="re-raise",
     )
     part = diagnosis_section((cause,))
     assert "<h3>Diagnosis</h3>" in part and "[verified] echo" in part and "re-raise" in part

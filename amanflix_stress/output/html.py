@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from amanflix_stress.amanflix.holdlock import WindowEvidence
-from amanflix_stress.amanflix.records import Accounts, HoldLock, LockIssues
+from amanflix_stress.amanflix.records import Accounts, Cause, HoldLock, LockIssues
 from amanflix_stress.amanflix.serverlog import ServerLogEvidence
 from amanflix_stress.output.charts import Timeline, ladder_svg, make_spans, timeline_svg
 from amanflix_stress.output.model import (
@@ -367,12 +367,8 @@ def integrity(section: LockIssues) -> str:
     )
 
 
-def diagnosis_section(section: Any) -> str:
-    """DIAGNOSIS: each cause the run's observations support, with its evidence level and cure.
-    LEAD: wire after merging the `demo` branch: render_html passes getattr(report, "diagnosis", None); this
-    expects causes with name, level, observations, cure (as amanflix/probe_records.py:Cause) directly or
-    under `.causes`; adjust here if the merged record differs."""
-    causes = getattr(section, "causes", section)
+def diagnosis_section(causes: tuple[Cause, ...] | None) -> str:
+    """DIAGNOSIS: each cause the run's observations support, with its evidence level and cure."""
     if not causes:
         return ""
     rows = [
@@ -795,7 +791,7 @@ def render_html(report: Report, timeseries: list[dict]) -> str:
         section(
             "loss",
             lock_section(report.lock_issues),
-            diagnosis_section(getattr(report, "diagnosis", None)),  # LEAD: the demo branch's DIAGNOSIS
+            diagnosis_section(report.diagnosis),
             server_log_section(report.server_log, origin),
         ),
         section(
