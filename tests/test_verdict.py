@@ -12,6 +12,7 @@ from report_samples import sample_report
 
 from amanflix_stress.amanflix.records import LockIssues
 from amanflix_stress.cli import main
+from amanflix_stress.engine import health
 from amanflix_stress.output.model import Comparison, Totals
 from amanflix_stress.output.verdict import RULES, Policy, console_verdict, decide, policy_from, target_down
 from amanflix_stress.profile import defaults, fail_rules
@@ -277,7 +278,11 @@ def test_a_target_killed_mid_run_fails_it_with_the_reason(tmp_path, dying_server
     assert line.startswith("FAIL: the target stopped answering: ") and "error rate" in line
     report = read_report(tmp_path / "r.json")
     assert report["verdict"]["status"] == "fail" and report["verdict"]["summary"] == line
-    assert [r["rule"] for r in report["verdict"]["reasons"]] == ["target", "errors"]
+    # a DEGRADED generator (a loaded machine) may add a warning; the failures are exactly these two
+    assert [r["rule"] for r in report["verdict"]["reasons"] if r["rule"] != "degraded"] == [
+        "target",
+        "errors",
+    ]
     failures = junit_failures(tmp_path / "junit.xml")
     assert "the target stopped answering" in failures["the target answered to the end"].get("message")
     assert failures["error rate within the default limit"] is not None
@@ -298,7 +303,10 @@ def test_fail_on_none_exits_0_with_the_figures_and_the_findings_as_warnings(tmp_
 
 
 @pytest.mark.slow
-def test_a_clean_run_exits_0_with_a_clean_pass(tmp_path, server, capsys):
+def test_a_clean_run_exits_0_with_a_clean_pass(tmp_path, server, capsys, monkeypatch):
+    # the generator's own health depends on how loaded this machine is: not what a clean verdict is about
+    monkeypatch.setattr(health, "LAG_LIMIT_MS", 1e9)
+    monkeypatch.setattr(health, "CPU_LIMIT_CORES", 1e9)
     assert main(run_args(tmp_path, fast_profile(tmp_path, server))) == 0
     report = read_report(tmp_path / "r.json")
     assert report["verdict"]["status"] == "pass" and report["verdict"]["reasons"] == []
@@ -379,13 +387,15 @@ def test_the_html_banner_is_green_only_for_a_clean_pass_and_lists_each_reason():
     from amanflix_stress.output.html import verdict_banner
 
     clean = replace(CLEAN, verdict=verdict())
-    assert verdict_banner(clean) == '<div class="verdict pass">PASS; no lock issues detected</div>'
+    assert (
+        verdict_banner(clean) == '<div class="verdict pass" id="verdict">PASS; no lock issues detected</div>'
+    )
     failed = verdict_banner(replace(CLEAN, verdict=verdict(lock_total=48)))
     assert (
-        failed
-        == '<div class="verdict fail">FAIL<ul><li>DATABASE LOCK ISSUES: 48 (lost_update 48)</li></ul></div>'
+        failed == '<div class="verdict fail" id="verdict">FAIL<ul>'
+        "<li>DATABASE LOCK ISSUES: 48 (lost_update 48)</li></ul></div>"
     )
     measured = verdict_banner(replace(CLEAN, verdict=verdict(lock_total=2, policy=Policy(fail_on=()))))
     assert measured.startswith(
-        '<div class="verdict warn">PASS with warnings (fail_on: none)<ul><li>warning: '
+        '<div class="verdict warn" id="verdict">PASS with warnings (fail_on: none)<ul><li>warning: '
     )
