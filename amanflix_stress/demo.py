@@ -62,10 +62,9 @@ def demo_run_args(url: str, db_path: str, report_dir: str, admin: tuple[str, str
         db_path,
         "--hold-lock-schedule",
         DEMO_HOLD,
-        "--admin-user",
-        admin[0],
-        "--admin-password",
-        admin[1],
+        # '=' form: a generated password may start with '-', which argparse would take for a flag
+        f"--admin-user={admin[0]}",
+        f"--admin-password={admin[1]}",
     ]
 
 
