@@ -85,6 +85,7 @@ class Hosts:
             "--no-dashboard",
         ]
         proc = self.topo.spawn("sched", argv, env=env, cwd=self.home, **pipes())
+        self.scheduler_pid = proc.pid  # `ip netns exec` execs: this is the scheduler itself
         out = self.scheduler_log = Output(proc.stderr)
         if out.wait_for(r"Scheduler at:", START_TIMEOUT_S) is None:
             raise RuntimeError(f"the Dask scheduler did not start:\n{out.text()}")
