@@ -15,7 +15,7 @@ EDITABLE_QUIET := PYTHONWARNINGS='ignore:Editable installation'
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 FORMATTED := amanflix_stress tests bench .ci
 
-.PHONY: demo test lint typecheck install-check bench clean
+.PHONY: demo test cluster-test lint typecheck install-check bench clean
 
 $(VENV)/bin/python $(DEMO_VENV)/bin/python:
 	$(PYTHON) -m venv $(patsubst %/bin,%,$(@D))
@@ -39,7 +39,13 @@ test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(FORMATTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python .ci/install_check.py
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest --ignore=tests/cluster
+	$(MAKE) cluster-test
+
+# --cluster across hosts: four network namespaces on this machine (needs root; skips with one line
+# otherwise), about a minute; docs/cluster.md
+cluster-test: $(TEST_STAMP)
+	$(VENV)/bin/python -m pytest tests/cluster
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(FORMATTED)

@@ -415,7 +415,7 @@ def run_plan(plan: RunPlan, printer: ProgressPrinter, args: argparse.Namespace):
     connection holds the target's lock on schedule."""
     plan = replace(plan, admin=admin_for_run(args, plan))
     on_interval = TimeSeriesWriter(plan.timeseries_path) if plan.timeseries_path else None
-    holder = lock_holder(args)
+    holder = lock_holder(args, plan.base_url)
     on_start = (lambda start_s: holder.start(plan.duration_s)) if holder else None
     follower = follower_for(args, warn)  # from the log's end now, so setup's lock events count too
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
+import socket
 import sqlite3
 import threading
 import time
@@ -10,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from amanflix_stress.amanflix.detect import LOCK_CLASSES
 from amanflix_stress.amanflix.records import HeldWindow, HoldLock, LockInterval, doc
@@ -118,10 +121,39 @@ def windows_with_detections(
     return tuple(rows)
 
 
-def lock_holder(args) -> LockHolder | None:
+def is_local_host(host: str) -> bool:
+    """True when every address `host` resolves to belongs to this machine (its network namespace): a
+    socket can be bound to it. A name that does not resolve is not local."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    for family, kind, proto, _name, address in infos:
+        try:
+            with contextlib.closing(socket.socket(family, kind, proto)) as probe:
+                probe.bind((address[0], 0))
+        except OSError:
+            return False
+    return bool(infos)
+
+
+def check_local_target(base_url: str, path: str) -> None:
+    """--hold-lock locks a file on the coordinator's machine: that is the target's database only when the
+    target runs on this machine too (with --cluster as well: the lock is held by the coordinator)."""
+    host = urlsplit(base_url).hostname or ""
+    if not is_local_host(host):
+        raise UsageError(
+            f"--hold-lock: the target ({host}) is not on this machine, so {path} cannot be its database "
+            "(a lock held here never reaches another host's SQLite file): run amanflix-stress on the "
+            "target's machine, or leave out --hold-lock"
+        )
+
+
+def lock_holder(args, base_url: str) -> LockHolder | None:
     """The holder --hold-lock asks for, checked before the run starts; None without the flag."""
     if not getattr(args, "hold_lock", None):
         return None
+    check_local_target(base_url, args.hold_lock)
     hold_s, every_s = parse_schedule(args.hold_lock_schedule)
     return LockHolder(args.hold_lock, hold_s, every_s, args.hold_lock_kind)
 

@@ -9,6 +9,7 @@ import pickle
 import queue
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -158,12 +159,18 @@ def check_workers(client: distributed.Client, address: str) -> None:
             "on each load machine"
         ) from None
     try:
-        versions = client.run(worker_version)
-    except Exception as exc:  # a worker that cannot even unpickle our function lacks the package
+        versions = client.run(worker_version, on_error="return")
+    except Exception as exc:  # the scheduler itself failed the call
         raise SetupFailed(
-            f"a Dask worker cannot run amanflix-stress ({type(exc).__name__}): "
+            f"the Dask workers could not be asked for their amanflix-stress ({type(exc).__name__}): "
             f"{INSTALL_HINT} on every worker machine"
         ) from None
+    for addr, answer in sorted(versions.items()):
+        if isinstance(answer, BaseException):  # cannot unpickle our function (no package), or unreachable
+            raise SetupFailed(
+                f"Dask worker {addr} cannot run amanflix-stress ({type(answer).__name__}): "
+                f"{INSTALL_HINT} on that machine, and check the scheduler and it reach each other"
+            )
     wrong = {addr: v for addr, v in versions.items() if v != __version__}
     for addr, version in sorted(wrong.items())[:1]:
         raise SetupFailed(
@@ -391,11 +398,21 @@ class DaskCoordinator(Coordinator):
                         "died",
                         f"{lost}; its {state.users} users stopped, not re-run",
                     )
+                    self._announce(state)
             elif now - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
+                # a host cut off the network says nothing and the scheduler keeps it for minutes: silence
                 state.status, state.detail = (
                     "hung",
-                    f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost",
+                    f"Dask worker {self.placement[wid]} silent for {WORKER_SILENCE_S:g} s (host down or cut "
+                    f"off?); its {state.users} users lost, not re-run",
                 )
+                self._announce(state)
+
+    def _announce(self, state: WorkerState) -> None:
+        """One line the moment a share is lost, by worker, host and Dask address; the report repeats it."""
+        host = f" on {state.host}" if state.host else ""
+        sys.stderr.write(f"amanflix-stress: worker {state.id}{host} lost ({state.status}): {state.detail}\n")
+        sys.stderr.flush()
 
     def _alive_workers(self) -> set[str] | None:
         """The Dask workers the scheduler knows, or None when the scheduler is out of reach."""
