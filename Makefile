@@ -39,8 +39,8 @@ test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(FORMATTED)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python .ci/install_check.py
-	$(VENV)/bin/python -m pytest --ignore=tests/cluster
 	$(MAKE) cluster-test
+	$(VENV)/bin/python -m pytest --ignore=tests/cluster
 
 # --cluster across hosts: four network namespaces on this machine (needs root; skips with one line
 # otherwise), about a minute; docs/cluster.md
