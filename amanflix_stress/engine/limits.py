@@ -14,7 +14,7 @@ FD_MARGIN = 64  # descriptors a worker holds besides its users' sockets: stdio, 
 THREAD_MARGIN = 32  # threads a worker runs besides its users': setup jobs, heartbeat, queue feeder
 # Worker resident memory per simulated user, measured by bench/rss_per_user.py (idle users against a loopback
 # target, worker RSS growth / users) and rounded up; see docs/performance.md
-RSS_PER_USER_KIB = 32
+RSS_PER_USER_KIB = 48
 RSS_PER_WORKER_MIB = 60  # a worker's own resident set before its users (interpreter, numpy, the plan)
 THREADS_MAX = Path("/proc/sys/kernel/threads-max")
 PID_MAX = Path("/proc/sys/kernel/pid_max")
