@@ -35,6 +35,8 @@ class Session:
 class AmanflixUser(User):
     """One account: one or two sessions that browse, watch and write like people do."""
 
+    connections_per_user = 2  # a second device has its own connection and thread (engine/limits.py)
+
     @staticmethod
     def prepare_run(plan: RunPlan) -> dict:
         """The catalog, the run's password and the burst schedule, once before the workers start."""

@@ -7,7 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amanflix_stress.engine.health import WorkerHealth
-from amanflix_stress.engine.messages import PROTOCOL_VERSION, Batch, Crash, Done, Hello, Message, Ready
+from amanflix_stress.engine.messages import (
+    PROTOCOL_VERSION,
+    Batch,
+    Crash,
+    Done,
+    Heartbeat,
+    Hello,
+    Message,
+    Ready,
+)
 from amanflix_stress.engine.stats import PERCENTILES, Series, Stats
 
 CLOSE_GRACE_S = 2.5  # an interval closes once this long has passed since its end (batches arrive ~1 s late)
@@ -23,7 +32,9 @@ class WorkerState:
     host: str = ""
     status: str = "starting"  # starting, ready, running, done, died, hung
     detail: str = ""
-    last_seen_mono: float = field(default_factory=time.monotonic)
+    last_seen_mono: float = field(default_factory=time.monotonic)  # any message, heartbeats included
+    last_data_mono: float = field(default_factory=time.monotonic)  # any message but a heartbeat
+    last_beat_mono: float | None = None  # the last heartbeat (workers of this protocol send one a second)
     active_users: int = 0
     inflight: int = 0
     first_cpu: tuple[float, float] | None = None  # (cpu_s, wall_s) at the first run batch
@@ -105,6 +116,7 @@ class Aggregator:
             Batch: self._on_batch,
             Crash: self._on_crash,
             Done: self._on_done,
+            Heartbeat: self._on_heartbeat,
         }
 
     def begin_setup(self, now_s: float) -> None:
@@ -141,6 +153,8 @@ class Aggregator:
         if protocol != PROTOCOL_VERSION or type(message) not in self.handlers:
             self._refuse(state, protocol)
             return
+        if not isinstance(message, Heartbeat):
+            state.last_data_mono = state.last_seen_mono
         self.handlers[type(message)](state, message)
 
     def _refuse(self, state: WorkerState, protocol: int | None) -> None:
@@ -157,6 +171,9 @@ class Aggregator:
 
     def _on_ready(self, state: WorkerState, ready: Ready) -> None:
         state.status, state.detail = "ready", f"{ready.users_dropped} users dropped in setup"
+
+    def _on_heartbeat(self, state: WorkerState, beat: Heartbeat) -> None:
+        state.last_beat_mono = state.last_seen_mono  # alive; its batches may still be late (slow, not hung)
 
     def _on_crash(self, state: WorkerState, crash: Crash) -> None:
         self.crashes.append(f"worker {state.id}: {crash.text}")

@@ -8,7 +8,16 @@ import re
 import ssl
 
 # every class the engine gives a failed request; behaviours add their own (amanflix.detect.LOCK_CLASSES)
-ENGINE_CLASSES = ("connect", "timeout", "tls", "read", *(f"http_{n}xx" for n in range(1, 6)), "http_other")
+# fd_exhausted: the generator ran out of file descriptors ("Too many open files"): its fault, not the target
+ENGINE_CLASSES = (
+    "connect",
+    "timeout",
+    "tls",
+    "read",
+    *(f"http_{n}xx" for n in range(1, 6)),
+    "http_other",
+    "fd_exhausted",
+)
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.I | re.S)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json as jsonlib
 import re
 import select
@@ -23,6 +24,11 @@ from amanflix_stress.errors import TargetUnreachable
 Check = Callable[["Reply"], "tuple[str, str] | None"]
 OK_STATUSES = range(200, 300)
 RECV_BYTES = 65536  # one recv per small response; larger bodies take several
+# Receive buffers are lent per read from one pool per process, not owned per connection: a user thinking
+# holds none, so 10,000 users cost as many buffers as requests in flight (measured: bench/rss_per_user.py)
+POOL_KEEP = 64  # buffers the pool keeps for the next reads; more in flight at once are freed after use
+_POOL: list[tuple[bytearray, memoryview]] = []
+FD_ERRNOS = (errno.EMFILE, errno.ENFILE)  # too many open files: the generator's limit, not the target's
 NO_BODY_STATUSES = (204, 304)
 SWITCHING_PROTOCOLS = 101
 REACHABLE_TIMEOUT_S = 3.0
@@ -210,8 +216,6 @@ class Connection:
         )
         self.sock: socket.socket | None = None
         self.poller = select.poll()
-        self.buffer = bytearray(RECV_BYTES)
-        self.view = memoryview(self.buffer)
 
     def request(
         self, method: str, target: str, header_lines: str, body: bytes | None
@@ -246,7 +250,8 @@ class Connection:
         except TimeoutError:
             raise ConnectFailed("timeout", "connect timed out") from None
         except OSError as exc:
-            raise ConnectFailed("connect", exc.strerror or str(exc)) from None
+            kind = "fd_exhausted" if exc.errno in FD_ERRNOS else "connect"
+            raise ConnectFailed(kind, exc.strerror or str(exc)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls:
             sock = self._handshake(sock, self.tls)
@@ -270,18 +275,25 @@ class Connection:
     def _read(self, sock: socket.socket, method: str) -> tuple[int, bytes, str]:
         response = _Response()
         parser = response.parser
+        try:  # list.pop and append are atomic: the pool needs no lock
+            buffer, view = _POOL.pop()
+        except IndexError:
+            buffer = bytearray(RECV_BYTES)
+            view = memoryview(buffer)
         try:
             while not response.complete and not (method == "HEAD" and response.headers_done):
-                count = sock.recv_into(self.buffer)
+                count = sock.recv_into(buffer)
                 if count == 0:
                     if response.headers_done and not response.framed:  # a body that ends with the connection
                         break
                     raise ConnectionResetError(_cut_short(response))
-                parser.feed_data(self.view[:count])
+                parser.feed_data(view[:count])  # httptools copies what it hands on: the buffer is free after
         except httptools.HttpParserUpgrade:
             response.keep_alive = False  # a 101 nobody asked for: the connection speaks something else now
         finally:
             del response.parser  # no reference cycle left for the GC
+            if len(_POOL) < POOL_KEEP:
+                _POOL.append((buffer, view))
         status = parser.get_status_code()
         if not response.keep_alive or not (response.framed or status in NO_BODY_STATUSES):
             self.close()

@@ -15,6 +15,7 @@ from typing import Final
 
 from amanflix_stress.engine.aggregator import Aggregator, WorkerState
 from amanflix_stress.engine.client import check_reachable
+from amanflix_stress.engine.limits import CONNECTIONS_PER_USER, Limits, check_limits
 from amanflix_stress.engine.plan import RunPlan, WorkerShare, worker_shares
 from amanflix_stress.engine.user import behaviour_class
 from amanflix_stress.engine.worker import TICK_S, run_worker, watch_parent
@@ -22,7 +23,9 @@ from amanflix_stress.engine.worker import TICK_S, run_worker, watch_parent
 START_METHOD: Final = (
     "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
 )
-WORKER_SILENCE_S = 15.0  # a live worker that sends nothing for this long is reported as hung
+# a live worker that sends nothing for this long, not even its heartbeat (a thread of its own, every second),
+# is reported as hung; one whose heartbeat comes but whose batches are this late is slow, and is waited for
+WORKER_SILENCE_S = 15.0
 READY_GRACE_S = 60.0  # start-up allowance on top of the plan's setup timeout
 PROGRESS_EVERY_S = 1.0
 FLAG_POLL_S = 0.01  # how often a worker waiting for go looks at the flag: go's delay at the start
@@ -120,6 +123,7 @@ class Coordinator:
         self.interrupts = 0
         self.stop_reason = ""
         self.abandon = threading.Event()
+        self.limits: Limits | None = None
 
     def _make_results(self):
         """Where workers put their messages; the seam a remote variant (cluster.py) overrides."""
@@ -141,6 +145,7 @@ class Coordinator:
     def _run(self) -> RunResult:
         start_s, shared = time.time(), {}
         behaviour = behaviour_class(self.plan.behaviour_path)
+        self._check_limits(getattr(behaviour, "connections_per_user", CONNECTIONS_PER_USER))
         try:
             check_reachable(self.plan.base_url)
             shared = behaviour.prepare_run(self.plan)
@@ -160,8 +165,15 @@ class Coordinator:
             intervals=self.aggregator.intervals,
             abandon=self.abandon,
         )
+        if self.limits is not None:
+            result.extra["limits"] = self.limits.to_plain()
         result.extra.update(behaviour.finish_run(self.plan, result))
         return result
+
+    def _check_limits(self, connections_per_user: int) -> None:
+        """Before anything is sent: this machine's descriptors, threads and memory fit the run's users
+        (UsageError otherwise). A remote variant checks where its workers run instead."""
+        self.limits = check_limits(self.plan.users, self.plan.workers, connections_per_user)
 
     def _drive(self, shares: list[WorkerShare]) -> float:
         self.aggregator.begin_setup(time.time())
@@ -246,11 +258,18 @@ class Coordinator:
                         "died",
                         f"exit code {process.exitcode}; its {state.users} users stopped",
                     )
-            elif time.monotonic() - state.last_seen_mono > WORKER_SILENCE_S and state.status != "starting":
-                state.status, state.detail = (
-                    "hung",
-                    f"silent for {WORKER_SILENCE_S:.0f} s; its {state.users} users lost",
-                )
+            else:
+                self._judge_silence(state)
+
+    def _judge_silence(self, state: WorkerState) -> None:
+        """A live worker: hung when even its heartbeat stopped, slow when only its batches are late."""
+        now, limit_s = time.monotonic(), WORKER_SILENCE_S
+        if state.status == "starting":
+            return
+        if now - state.last_seen_mono > limit_s:
+            state.status, state.detail = "hung", f"silent for {limit_s:.0f} s; its {state.users} users lost"
+        elif now - state.last_data_mono > limit_s and not state.detail.startswith("slow"):
+            state.detail = f"slow: no batch for over {limit_s:.0f} s while its heartbeat came on time"
 
     def _all_settled(self, statuses: tuple[str, ...]) -> bool:
         return all(self.aggregator.workers[w].status in statuses for w in self.processes)

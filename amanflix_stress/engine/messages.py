@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 # Raise it whenever a message's fields change: the aggregator refuses (as that worker's failure) the
 # messages of a worker that speaks another version, e.g. a Dask worker with another release installed.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: Heartbeat
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,17 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """The worker lives: sent every second from a thread of its own, whatever its main loop is doing."""
+
+    worker_id: int
+    phase: str  # setup, run or teardown
+    active_users: int
+    threads: int  # threads alive in the worker process
+    protocol: int = field(default=PROTOCOL_VERSION, kw_only=True)
+
+
+@dataclass(frozen=True)
 class Crash:
     """A user or a setup job raised (a programming error); the worker goes on. Text: no exception objects."""
 
@@ -67,4 +78,4 @@ class Done:
     protocol: int = field(default=PROTOCOL_VERSION, kw_only=True)
 
 
-Message = Hello | Ready | Batch | Crash | Done
+Message = Hello | Ready | Batch | Heartbeat | Crash | Done

@@ -9,13 +9,15 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
 
 from amanflix_stress.engine.client import HttpClient, InflightGauge
 from amanflix_stress.engine.health import HealthMeter, pin_to_core
-from amanflix_stress.engine.messages import Batch, Crash, Done, Hello, Message, Ready
+from amanflix_stress.engine.limits import raise_fd_limit
+from amanflix_stress.engine.messages import Batch, Crash, Done, Heartbeat, Hello, Message, Ready
 from amanflix_stress.engine.pacing import ArrivalSchedule, build_segments
 from amanflix_stress.engine.plan import WorkerShare
 from amanflix_stress.engine.sample import Sample
@@ -24,6 +26,17 @@ from amanflix_stress.engine.user import Behaviour, UserContext, behaviour_class
 
 BATCH_S = 1.0  # how often a worker ships its stats: the aggregator's freshness vs queue traffic
 TICK_S = 0.1  # how often the worker looks at the stop flag and its deadline
+HEARTBEAT_S = 1.0  # how often a worker's own heartbeat thread says it lives, whatever its users are doing
+# The stop wakes user threads a group at a time: one Event for thousands of threads thinking makes them all
+# runnable at once, and a worker with thousands of runnable threads starves its own main thread for seconds
+STOP_GROUP = 50  # users that share one stop event (woken together)
+STOP_STEP_S = 0.005  # the pause between two groups: 5,000 users stop within half a second
+# Every thread waiting for the GIL wakes each switch interval to ask for it: with thousands of users waking
+# from their think time at once that is a million futex calls a second (measured: ~2,000 threads runnable
+# for 14 s, all system time) and the worker stalls. Our threads give the GIL up at each socket call anyway,
+# so a longer interval costs no latency and divides that storm by ten (see docs/performance.md).
+SWITCH_INTERVAL_S = 0.05
+THREADED_USERS_FEW = 200  # up to this many users per worker, Python's default interval stays
 SETUP_PHASE, RUN_PHASE, TEARDOWN_PHASE = "setup", "run", "teardown"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 0.5  # how soon a worker notices its coordinator is gone where the kernel does not tell it
@@ -62,7 +75,12 @@ class Worker:
     def __init__(self, share: WorkerShare, results, control) -> None:
         self.share, self.results, self.control = share, results, control
         self.id = share.worker_id
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # the worker's own: its loops and the setup/teardown jobs
+        groups = max(1, -(-len(share.users) // STOP_GROUP))
+        self.user_stops = [threading.Event() for _ in range(groups)]  # each user waits on its group's
+        self.group_of = {index: position // STOP_GROUP for position, (index, _) in enumerate(share.users)}
+        self.finished = threading.Event()  # the heartbeat thread ends with it
+        self.phase = SETUP_PHASE
         self.pending: collections.deque[Sample] = collections.deque()
         self.gauge = InflightGauge()
         self.active_users = 0
@@ -77,7 +95,20 @@ class Worker:
     def run(self) -> None:
         share = self.share
         core = pin_to_core(self.id) if share.pin_cores else None
+        raise_fd_limit()  # a remote (Dask) worker's own limit; a local one inherits the coordinator's
+        if len(share.users) > THREADED_USERS_FEW:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.send(Hello(self.id, os.getpid(), socket.gethostname(), len(share.users), core))
+        heartbeat = threading.Thread(target=self.heartbeat_loop, daemon=True, name="heartbeat")
+        heartbeat.start()
+        try:
+            self.run_share()
+        finally:
+            self.finished.set()
+            heartbeat.join()
+
+    def run_share(self) -> None:
+        share = self.share
         everyone = [self.make_user(index) for index, _offset in share.users]
         ready = self.run_phase(SETUP_PHASE, [(u, u.setup) for u in everyone], share.setup_timeout_s)
         users = [u for u, ok in zip(everyone, ready) if ok is True]
@@ -88,7 +119,8 @@ class Worker:
             for user in users:
                 user.ctx.start_s = self.start_s
             self.run_users(users)
-        self.stop.set()
+        self.stop_all()
+        self.phase = TEARDOWN_PHASE
         self.run_phase(TEARDOWN_PHASE, [(u, u.teardown) for u in users], share.teardown_timeout_s)
         counters: dict[str, int] = {}
         for user in everyone:  # dropped users count too: they may have created accounts
@@ -107,7 +139,7 @@ class Worker:
             base_url=share.base_url,
             settings=share.settings,
             shared=share.shared,
-            stop=self.stop,
+            stop=self.user_stops[self.group_of[index]],
             rng=random.Random(f"{share.seed}:{index}"),
             new_client=lambda: self.new_client(index),
             open_model=self.schedule is not None,
@@ -146,6 +178,7 @@ class Worker:
         self.origin_ns = time.perf_counter_ns() - int((time.time() - self.start_s) * 1e9)
         if self.schedule is not None:  # open model: the whole pool waits for arrivals from the start
             offsets = [(0.0, user) for _offset, user in offsets]
+        self.phase = RUN_PHASE
         self.flush(RUN_PHASE)  # an empty batch: the CPU clock's reading at the start of the measured phase
         next_flush = time.monotonic() + BATCH_S
         while not self.control.stop.is_set() and time.monotonic() < deadline:
@@ -156,10 +189,41 @@ class Worker:
                 next_flush += BATCH_S
             self.tick()
         self.stop.set()
-        join_until = time.monotonic() + self.share.timeout_s + 2 * TICK_S
-        for thread in self.threads:
-            thread.join(max(0.0, join_until - time.monotonic()))
+        self.stop_users_in_turn()
+        self.join_users(time.monotonic() + self.share.timeout_s + 2 * TICK_S)
         self.flush(RUN_PHASE)
+
+    def stop_users_in_turn(self) -> None:
+        """Wake the users a group at a time (each ends after its request), shipping batches meanwhile."""
+        next_flush = time.monotonic() + BATCH_S
+        for event in self.user_stops:
+            event.set()
+            time.sleep(STOP_STEP_S)  # pacing the wake-ups themselves: nothing to wait on
+            if time.monotonic() >= next_flush:
+                self.flush(RUN_PHASE)
+                next_flush += BATCH_S
+
+    def join_users(self, until: float) -> None:
+        """Wait for the user threads until `until`, shipping a batch every BATCH_S: never silent here."""
+        next_flush = time.monotonic() + BATCH_S
+        for thread in self.threads:
+            while thread.is_alive() and time.monotonic() < until:
+                thread.join(max(0.0, min(until, next_flush) - time.monotonic()))
+                if time.monotonic() >= next_flush:
+                    self.flush(RUN_PHASE)
+                    next_flush += BATCH_S
+
+    def stop_all(self) -> None:
+        """Stop everything at once: setup and teardown run few threads, so no herd to stagger."""
+        self.stop.set()
+        for event in self.user_stops:
+            event.set()
+
+    def heartbeat_loop(self) -> None:
+        """Say this worker lives every HEARTBEAT_S from a thread of its own: a main loop that is late
+        shipping its batch (thousands of busy users) is slow, not hung."""
+        while not self.finished.wait(HEARTBEAT_S):
+            self.send(Heartbeat(self.id, self.phase, self.active_users, threading.active_count()))
 
     def start_user(self, user: Behaviour) -> None:
         thread = threading.Thread(
@@ -180,10 +244,11 @@ class Worker:
         return (time.perf_counter_ns() - self.origin_ns) / 1e9
 
     def user_loop(self, user: Behaviour) -> None:
+        stop = user.ctx.stop  # its group's: the stop reaches the users a group at a time
         try:
             if self.schedule is not None:
                 self.arrival_loop(user, self.schedule)
-            while self.schedule is None and not self.stop.is_set():
+            while self.schedule is None and not stop.is_set():
                 user.step()
         except Exception:
             self.send(Crash(self.id, traceback.format_exc()))
@@ -193,13 +258,14 @@ class Worker:
     def arrival_loop(self, user: Behaviour, schedule: ArrivalSchedule) -> None:
         """Open model: take the next arrival, wait until it is due, run a step carrying its intended start."""
         clients = self.clients.get(user.ctx.index, [])
-        while not self.stop.is_set():
+        stop = user.ctx.stop
+        while not stop.is_set():
             now_s = self.elapsed_s()
             due_s = schedule.take(now_s)
             if due_s is None:
                 return
             if due_s > now_s:
-                if self.stop.wait(due_s - now_s):
+                if stop.wait(due_s - now_s):
                     return
                 self.health.lag(
                     self.elapsed_s() - due_s
@@ -231,7 +297,7 @@ class Worker:
             while not slots.acquire(timeout=TICK_S):
                 self.flush(phase)
             if phase == SETUP_PHASE and self.control.stop.is_set():
-                self.stop.set()  # Ctrl-C while users register: start no more, and cut the retries short
+                self.stop_all()  # Ctrl-C while users register: start no more, and cut the retries short
                 slots.release()
                 break
             threads.append(threading.Thread(target=run_one, args=(position, fn), daemon=True))

@@ -177,6 +177,23 @@ class Health:
 
 
 @dataclass(frozen=True)
+class RunLimits:
+    """The resource limits the run ran under, checked before the start (engine/limits.py)."""
+
+    users_per_worker: int = doc("simulated users in the largest worker share")
+    connections_per_user: int = doc("connections (and threads) one user may hold")
+    fd_soft: int = doc("open files allowed per process, after raising the soft limit to the hard one")
+    fd_hard: int = doc("the hard open-files limit")
+    fd_needed: int = doc("open files one worker needs: its users' connections plus a margin")
+    threads_needed: int = doc("threads the run needs on this machine")
+    threads_allowed: int | None = doc("more threads allowed now by the tightest limit; null: none found")
+    threads_limited_by: str = doc("that limit: threads-max, pid_max, cgroup pids.max or RLIMIT_NPROC")
+    memory_needed_mib: int = doc("resident memory the run needs, from the measured cost per user")
+    memory_available_mib: int | None = doc("MemAvailable (or the cgroup's room if lower); null: unknown")
+    rss_per_user_kib: int = doc("the measured resident memory per simulated user used for the estimate")
+
+
+@dataclass(frozen=True)
 class OpenArrivals:
     """Open model: the arrival schedule and what became of it."""
 
@@ -253,7 +270,8 @@ class VerdictReason:
     """One finding the verdict weighed: a reason the run failed, or a warning."""
 
     rule: str = doc(
-        "`workers`, `target`, `locks`, `errors`, `thresholds` (these can fail a run), `baseline`, `degraded`"
+        "`workers`, `generator` (requests failed for want of file descriptors: `fd_exhausted`), `target`, "
+        "`locks`, `errors`, `thresholds` (these can fail a run), `baseline`, `degraded`"
     )
     summary: str = doc("what was found, in one phrase (as in the verdict line)")
     fails: bool = doc("it fails the run; false: a warning (a rule left out of fail_on, a regression, ...)")
@@ -293,6 +311,9 @@ class Report:
         "tracebacks of programming errors inside workers (a bug in the tool)"
     )
     health: Health = doc("generator self-health")
+    limits: RunLimits | None = doc(
+        "the resource limits the run ran under (local runs; checked before the start)", omit_none=True
+    )
     load_model: LoadModel = doc("closed or open model")
     amanflix: Accounts | None = doc("Amanflix runs: catalog, counters, cleanup", omit_none=True)
     lock_issues: LockIssues | None = doc("Amanflix runs: database lock issues", omit_none=True)

@@ -40,6 +40,7 @@ from amanflix_stress.output.model import (
     PhaseTables,
     Report,
     ResponseTimes,
+    RunLimits,
     Totals,
     UserRow,
     WorkerRow,
@@ -103,6 +104,7 @@ def build_report(plan, result, args: dict, profile: dict, baseline: BaselineRun 
         workers=workers,
         worker_crashes=tuple(agg.crashes),
         health=health,
+        limits=from_plain(RunLimits, extra["limits"]) if extra.get("limits") else None,
         load_model=load_model_section(plan, agg),
         amanflix=extra.get("amanflix"),
         lock_issues=extra.get("lock_issues"),
@@ -437,6 +439,19 @@ def render_health(health: Health) -> str:
     )
 
 
+def render_limits(limits: RunLimits | None) -> str:
+    """The resource limits the run ran under, one line (below GENERATOR HEALTH); empty when not checked."""
+    if limits is None:
+        return ""
+    threads = f"{limits.threads_allowed:,}" if limits.threads_allowed is not None else "no limit found"
+    memory = f"{limits.memory_available_mib:,}" if limits.memory_available_mib is not None else "?"
+    return (
+        f"limits: open files {limits.fd_needed:,} needed per worker of {limits.fd_soft:,}; threads "
+        f"{limits.threads_needed:,} of {threads}; memory ~{limits.memory_needed_mib:,} MiB of {memory} MiB "
+        f"({limits.rss_per_user_kib} KiB per user)"
+    )
+
+
 def health_verdict(health: Health) -> str:
     limits = health.limits
     if health.degraded:
@@ -485,7 +500,7 @@ def render_report(report: Report) -> str:
         render_users(report.users),
         render_totals(report),
         render_workers(report.workers),
-        render_health(report.health),
+        render_health(report.health) + ("\n" + render_limits(report.limits) if report.limits else ""),
     ]
     if report.teardown.endpoints:
         title = phase_title("TEARDOWN (verification and cleanup)", report.teardown)

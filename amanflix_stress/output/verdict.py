@@ -27,6 +27,7 @@ from amanflix_stress.output.thresholds import breached
 RULES = ("target", "locks", "errors")
 DEFAULT_MAX_ERROR_RATE = 0.01  # the `errors` rule: more than 1 % failed requests fails a run
 NO_ANSWER_CLASSES = ("connect", "timeout", "read")  # the target gave no response at all
+GENERATOR_CLASSES = ("fd_exhausted",)  # requests the generator itself could not send: always fails a run
 TIMING_ONLY_CLASSES = ("lock_wait",)  # a slow success: a suspicion, so never part of the `errors` rule's rate
 TARGET_WINDOW_S = 5.0  # the `target` rule looks at the measured phase's last intervals covering this long
 TARGET_DOWN_SHARE = 0.5  # ... and fires when more than this share of their requests got no answer
@@ -86,6 +87,17 @@ def target_down(intervals: Sequence[Mapping]) -> str | None:
     )
 
 
+def generator_failures(error_classes: Mapping[str, int]) -> list[str]:
+    """Requests the generator could not send for want of its own resources, one phrase per class: such a
+    run measured the generator, not the target, whatever its error rate."""
+    return [
+        f"the generator ran out of file descriptors: {count:,} requests failed with 'Too many open files' "
+        "(raise ulimit -n or use fewer users per worker)"
+        for cls, count in error_classes.items()
+        if cls in GENERATOR_CLASSES and count
+    ]
+
+
 def judged_error_rate(totals: Totals, error_classes: Mapping[str, int]) -> float:
     """The `errors` rule's rate: failed requests without the timing-only signals (a write that answered
     after about the busy timeout may have succeeded; latency alone never proves a loss)."""
@@ -110,6 +122,9 @@ def failure_reasons(
 ) -> list[VerdictReason]:
     """Every finding that can fail a run, failing or not under the policy, in the verdict line's order."""
     reasons = [VerdictReason(rule="workers", summary=p, fails=True) for p in lost_workers(workers)]
+    reasons += [
+        VerdictReason(rule="generator", summary=p, fails=True) for p in generator_failures(error_classes)
+    ]
     if down:
         reasons.append(judged("target", down, policy))
     if found_lock_issues(lock_issues) and lock_issues is not None:
