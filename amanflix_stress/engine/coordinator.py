@@ -103,6 +103,15 @@ def _worker_process_main(share: WorkerShare, results, control, parent: tuple[int
         results.join_thread()
 
 
+def say_now(line: str) -> None:
+    """One line from a signal handler, written straight to fd 2: a handler that writes into sys.stderr's
+    buffer while the interrupted code is flushing it can make the buffer write the line twice."""
+    try:
+        os.write(sys.stderr.fileno(), line.encode())
+    except (OSError, ValueError):  # stderr closed or not a real file: the report still says why it stopped
+        pass
+
+
 class Coordinator:
     """Runs one plan on local worker processes and returns the RunResult."""
 
@@ -280,12 +289,12 @@ class Coordinator:
         self.control.stop.set()
         self.aggregator.end_run(time.time())  # a stop mid-run ends the measured phase now
         if self.interrupts == 1:
-            sys.stderr.write(
+            say_now(
                 "\namanflix-stress: stopping: users finish their requests, then teardown, cleanup and the "
                 "report (signal again to force the workers down)\n"
             )
         if self.interrupts == 2:
-            sys.stderr.write(
+            say_now(
                 "\namanflix-stress: stopping the workers now; the run's accounts are still cleaned up "
                 "(signal again to abandon that)\n"
             )
