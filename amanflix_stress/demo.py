@@ -209,6 +209,12 @@ def suspected_waits(report: dict) -> int:
     return sum(w["count"] for w in (report.get("lock_issues") or {}).get("suspected_lock_waits", ()))
 
 
+def unjudged_echoes(counters: dict) -> str:
+    """Echoes showing the other device's overlapping value: not blamed, so a loss there is not counted."""
+    n = counters.get("echoes_explained_by_other_device", 0)
+    return f"; {n} echo(es) showed the other device's write and were not blamed" if n else ""
+
+
 def compare_with_truth(report: dict, truth: dict) -> list[list]:
     """Rows of (what, the sandbox's ground truth, what the tool detected, how the tool knows)."""
     lost = truth.get("lost_writes_by_endpoint", {})
@@ -221,7 +227,8 @@ def compare_with_truth(report: dict, truth: dict) -> list[list]:
             truth.get("lock_events_by_endpoint", {}).get(WATCH_UPDATE, 0),
             detected_on(report, ("lost_update", "lost_insert", "lost_write"), ("watch-history",))
             + detected_on(report, ("db_locked",), (WATCH_UPDATE,)),
-            "echo check, read-back of each bare 500, read-backs, final verification",
+            "echo check, read-back of each bare 500, read-backs, final verification"
+            + unjudged_echoes(counters),
         ],
         [
             "my-list writes lost",

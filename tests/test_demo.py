@@ -53,8 +53,12 @@ def test_the_demo_probes_before_and_after_the_cures_then_runs_and_names_its_html
 
     table = out[out.index("GROUND TRUTH") :]
     rows = {line[:47].strip(): line[47:].split() for line in table.splitlines()[3:11]}
-    truth, detected = rows["watch-history writes lost or refused"][:2]
-    assert int(truth) > 0 and detected == truth  # the held lock made real losses, and all were found
+    truth, detected = (int(n) for n in rows["watch-history writes lost or refused"][:2])
+    counters = json.loads((folder / "report.json").read_text())["amanflix"]["counters"]
+    unjudged = counters.get("echoes_explained_by_other_device", 0)
+    # the held lock made real losses; none invented, and every one found but those whose echo showed the
+    # other device's overlapping write (never blamed, to keep false positives at zero; usually none)
+    assert truth > 0 and detected <= truth <= detected + unjudged, (truth, detected, unjudged)
     assert rows["test users left in the database"][:2] == ["0", "0"]
     assert "HELD LOCK WINDOWS" in out and "DATABASE LOCK ISSUES DETECTED" in out
     assert "the run's verdict was FAIL (exit 1), as expected" in out  # lock issues fail a run; not the demo

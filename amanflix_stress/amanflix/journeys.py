@@ -274,6 +274,9 @@ class AmanflixUser(User):
         if isinstance(data, dict):
             self.ledger.note_row(key, data.get("id"))
         if self.ledger.explains(key, write, shown):
+            # another device's overlapping write shows instead of ours: no blame (zero false positives), but
+            # ours may have been lost all the same, so the report counts these echoes it could not judge
+            self.counts["echoes_explained_by_other_device"] += not same(shown, write.value)
             return None
         return "lost_update", tagged(
             VERIFIED, f"sent watch_timestamp {write.value:g}, the 200 answer echoed {shown}"

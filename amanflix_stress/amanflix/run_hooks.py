@@ -365,6 +365,7 @@ def summarise_locks(plan: RunPlan, result: RunResult) -> LockIssues:
         for k in (
             "watch_writes_acked",
             "echoes_checked",
+            "echoes_explained_by_other_device",
             "readbacks",
             "final_keys_verified",
             "history_listings_checked",
