@@ -10,6 +10,7 @@ import queue
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -108,20 +109,29 @@ def connect(address: str) -> Iterator[distributed.Client]:
         yield client
 
 
-def start_local_cluster(processes: int) -> distributed.LocalCluster:
-    """N single-threaded worker processes on loopback; no dashboard or memory limit; lost tasks not re-run."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), _sigint_ignored():
-        return distributed.LocalCluster(
-            n_workers=processes,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            scheduler_port=0,
-            dashboard_address="127.0.0.1:0",
-            scheduler_kwargs={"dashboard": False},
-            memory_limit=0,
-            silence_logs=logging.ERROR,
-        )
+@contextlib.contextmanager
+def start_local_cluster(processes: int) -> Iterator[distributed.LocalCluster]:
+    """N single-threaded worker processes on loopback; no dashboard or memory limit; lost tasks not re-run.
+    Their scratch space is a folder of the run's, removed after (Dask's default stays behind in /tmp)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="amanflix-dask-") as scratch,
+        dask.config.set({"temporary-directory": scratch}),
+    ):
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}), _sigint_ignored():
+            local = distributed.LocalCluster(
+                n_workers=processes,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
+                memory_limit=0,
+                silence_logs=logging.ERROR,
+                local_directory=scratch,
+            )
+        with local:
+            yield local
 
 
 @contextlib.contextmanager
