@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import types
 from typing import NamedTuple
 
@@ -196,13 +197,75 @@ def test_a_read_back_is_blamed_only_when_no_surviving_write_explains_it(clock, w
     assert stored_verdict(clock, writes, shown, at_s=2.0) == verdict
 
 
-def test_the_ledger_keeps_a_bounded_history_per_title(clock):
+def test_a_title_keeps_only_the_writes_that_can_still_explain_a_value(clock):
     ledger = WriteLedger()
     for number in range(ledger_module.KEEP_PER_KEY * 3):
         clock.now_s = float(number)
         ledger.finish(ledger.begin(KEY, PHONE, float(number)), "acked")
-    assert len(ledger.writes[KEY]) == ledger_module.KEEP_PER_KEY
+    assert len(ledger.writes[KEY]) <= 2  # was KEEP_PER_KEY per title, for every title of the run
     assert ledger.valid_final(KEY) == [float(ledger_module.KEEP_PER_KEY * 3 - 1)]
+
+
+def timeline(rng: random.Random, count: int) -> list[W]:
+    """Two devices writing one title, each sequentially, with overlaps, refusals, timeouts and stragglers."""
+    writes = []
+    for session in (PHONE, TV):
+        at_s = rng.uniform(0.0, 1.0)
+        for number in range(count):
+            done_s = at_s + rng.choice((0.01, 0.2, 1.0, 5.0))
+            outcome = rng.choices(("acked", "lost", "unknown"), (8, 1, 1))[0]
+            last = number == count - 1 and rng.random() < 0.5
+            value = float(rng.randrange(12))  # few values: echoes often match someone else's
+            writes.append(W(f"{session}-{number}", session, value, at_s, None if last else done_s, outcome))
+            at_s = done_s + rng.choice((0.0, 0.1, 2.0))
+    return writes
+
+
+def verdicts(clock: Clock, writes: list[W]) -> list:
+    """Every echo verdict (judged before the write finishes, as journeys does) and every read-back verdict."""
+    ledger, handles, seen = WriteLedger(), {}, []
+    events = [(w.send_s, 0, w) for w in writes] + [(w.done_s, 1, w) for w in writes if w.done_s is not None]
+    for at_s, kind, w in sorted(events, key=lambda e: (e[0], e[1])):
+        clock.now_s = at_s
+        if kind == 0:
+            handles[w.name] = ledger.begin(KEY, w.session, w.value)
+            continue
+        seen.append([ledger.explains(KEY, handles[w.name], float(v)) for v in range(12)])
+        ledger.finish(handles[w.name], w.outcome)
+        seen.append(ledger.valid_final(KEY) and sorted(ledger.valid_final(KEY)))
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pruning_changes_no_verdict(clock, monkeypatch, seed):
+    writes = timeline(random.Random(seed), count=30)
+    pruned = verdicts(clock, writes)
+    monkeypatch.setattr(ledger_module, "prune", lambda history: history)
+    monkeypatch.setattr(ledger_module, "KEEP_PER_KEY", 10_000)
+    assert pruned == verdicts(clock, writes)
+
+
+def test_an_account_keeps_its_most_recently_written_titles_and_their_duplicates(clock):
+    ledger = WriteLedger()
+    ledger.note_row(("movie", 0, None, None), 1)
+    ledger.note_row(("movie", 0, None, None), 2)  # a duplicate row of the first title
+    for number in range(ledger_module.KEEP_KEYS * 3):
+        clock.now_s = float(number)
+        ledger.finish(ledger.begin(("movie", number, None, None), PHONE, 1.0), "acked")
+    kept = ledger_module.KEEP_KEYS
+    assert ledger.keys() == [("movie", n, None, None) for n in range(kept * 2, kept * 3)]
+    assert ledger.duplicate_rows() == 1
+
+
+def test_a_title_with_a_write_in_flight_is_not_forgotten(clock):
+    ledger = WriteLedger()
+    in_flight = ledger.begin(KEY, TV, 90.0)
+    for number in range(ledger_module.KEEP_KEYS * 2):
+        clock.now_s = float(number + 1)
+        ledger.finish(ledger.begin(("movie", number, None, None), PHONE, 1.0), "acked")
+    kept = ledger.keys()
+    assert KEY in kept and len(kept) == ledger_module.KEEP_KEYS
+    assert ledger.explains(KEY, in_flight, 90.0)
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-KEEP_PER_KEY = 32  # recent writes kept per title: enough to judge overlaps, bounded for long runs
+KEEP_PER_KEY = 32  # a backstop: writes kept per title (pruning leaves ~1-3: see WriteLedger.prune)
+KEEP_KEYS = 64  # titles kept per account, the least recently written dropped first (journeys verifies 50)
 
 
-@dataclass
+@dataclass(slots=True)
 class Write:
     session: int
     value: float
@@ -19,17 +20,37 @@ class Write:
     outcome: str = "in_flight"  # in_flight, acked, lost, unknown
 
 
+def prune(history: list[Write]) -> list[Write]:
+    """The writes of one title that can still explain a value: a finished write (acknowledged or refused)
+    that ended before every write in flight was sent and before the latest acknowledged one was sent can no
+    longer be an overlap (`explains`) nor what the server holds (`valid_final`). Unknown outcomes stay."""
+    in_flight = [w.send_mono for w in history if w.done_mono is None]
+    acked = [w.send_mono for w in history if w.outcome == "acked"]
+    cutoff = min([*in_flight, max(acked, default=float("-inf"))])
+    return [
+        w
+        for w in history
+        if w.outcome in ("in_flight", "unknown")
+        or (w.outcome == "acked" and w.done_mono is not None and w.done_mono >= cutoff)
+    ]
+
+
 def same(a, b) -> bool:
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(float(a) - float(b)) < 1e-3
 
 
 class WriteLedger:
-    """Thread-safe: both sessions of an account write to it."""
+    """Thread-safe: both sessions of an account write to it.
+
+    Bounded for long runs: a title keeps only the writes that can still explain a value (see `prune`), and
+    the account keeps its KEEP_KEYS most recently written titles. Without both, 500 users' ledgers grew
+    for as long as a run lasted (docs/performance.md, bench/memory_soak.py)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.writes: dict[tuple, list[Write]] = {}
+        self.writes: dict[tuple, list[Write]] = {}  # oldest-written title first
         self.row_ids: dict[tuple, set] = {}  # record ids the server echoed per title: two ids, two rows
+        self.dropped_duplicates = 0  # duplicate rows of titles no longer kept
 
     def note_row(self, key: tuple, row_id) -> None:
         if row_id is not None:
@@ -39,15 +60,26 @@ class WriteLedger:
     def duplicate_rows(self) -> int:
         """Rows beyond the first that the server's own echoes revealed for one title."""
         with self.lock:
-            return sum(len(ids) - 1 for ids in self.row_ids.values())
+            return self.dropped_duplicates + sum(len(ids) - 1 for ids in self.row_ids.values())
 
     def begin(self, key: tuple, session: int, value: float) -> Write:
         write = Write(session, value, time.monotonic())
         with self.lock:
-            history = self.writes.setdefault(key, [])
+            history = self.writes.pop(key, [])
+            self.writes[key] = history  # the most recently written title last
             history.append(write)
-            del history[:-KEEP_PER_KEY]
+            history[:] = prune(history)[-KEEP_PER_KEY:]
+            self.drop_old_titles()
         return write
+
+    def drop_old_titles(self) -> None:
+        """Forget the least recently written titles beyond KEEP_KEYS (none with a write in flight)."""
+        excess = len(self.writes) - KEEP_KEYS
+        if excess <= 0:
+            return
+        for key in [k for k, h in self.writes.items() if all(w.done_mono is not None for w in h)][:excess]:
+            del self.writes[key]
+            self.dropped_duplicates += max(0, len(self.row_ids.pop(key, ())) - 1)
 
     def finish(self, write: Write, outcome: str) -> None:
         with self.lock:
