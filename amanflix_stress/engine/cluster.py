@@ -43,6 +43,8 @@ WATCH_S = 0.5  # one long-poll on the stop event: bounds how long a worker's wat
 LIVENESS_EVERY_S = 1.0  # how often the coordinator asks the scheduler which Dask workers are alive
 GO_GRACE_S = 30.0  # a worker that never hears go gives up this long after the coordinator would have started
 REAP_WAIT_S = 5.0  # after every share said done (or was lost), how long their Dask tasks may take to return
+BEAT_EVERY_S = 1.0  # how often the coordinator tells the workers, through the scheduler, that it lives
+COORDINATOR_SILENCE_S = 10.0  # a worker that hears no beat this long stops its users: the coordinator died
 RESTART_TIMEOUT_S = 20.0  # last resort: restarting a Dask worker whose share ignored the stop
 REFUSED = (
     "this share was started again by Dask after its first Dask worker was lost; "
@@ -257,20 +259,35 @@ class ClusterControl:
     """The coordinator's end of stop and go. A signal handler sets a local flag; the run loop publishes it."""
 
     def __init__(self, client: distributed.Client, prefix: str) -> None:
-        self.names = {"results": f"{prefix}-results", "stop": f"{prefix}-stop", "go": f"{prefix}-go"}
+        self.names = {
+            "results": f"{prefix}-results",
+            "stop": f"{prefix}-stop",
+            "go": f"{prefix}-go",
+            "alive": f"{prefix}-alive",
+        }
         self.stop = threading.Event()
         self.remote_stop = distributed.Event(self.names["stop"], client=client)
         self.go = distributed.Event(self.names["go"], client=client)
+        self.alive = distributed.Variable(self.names["alive"], client=client)
         self.published = False
+        self.beats = 0
+        self.next_beat_mono = 0.0
 
     def set_go(self, start_s: float) -> None:
         self.go.set()  # each worker counts from hearing go on its own clock: skew between hosts cancels out
 
     def publish(self) -> None:
+        """Called on every tick of the run loop: the stop once it is asked for, and a beat every second
+        (a coordinator killed with -9 sends neither, and its workers notice the silence)."""
         if self.stop.is_set() and not self.published:
             with contextlib.suppress(Exception):  # no scheduler: each worker's own deadline still stops it
                 self.remote_stop.set()
                 self.published = True
+        now = time.monotonic()
+        if now >= self.next_beat_mono:
+            self.next_beat_mono, self.beats = now + BEAT_EVERY_S, self.beats + 1
+            with contextlib.suppress(Exception):
+                self.alive.set(self.beats)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the scheduler may be gone; nothing is left to tidy then
@@ -288,6 +305,9 @@ class RemoteControl:
         )
         self.go = distributed.Event(spec["go"], client=client)
         self.remote_stop = distributed.Event(spec["stop"], client=client)
+        self.alive = distributed.Variable(spec["alive"], client=client)
+        self.last_beat: object = None
+        self.beat_seen_mono = time.monotonic()
         self.give_up_mono = time.monotonic() + spec["go_timeout_s"]
         self.closed = threading.Event()
         self.watcher = threading.Thread(target=self._watch, daemon=True, name="amanflix-stress-stop-watcher")
@@ -302,10 +322,21 @@ class RemoteControl:
     def _watch(self) -> None:
         while not self.closed.is_set() and not self.stop.is_set():
             try:
-                if self.remote_stop.wait(WATCH_S):
+                if self.remote_stop.wait(WATCH_S) or self.coordinator_silent():
                     self.stop.set()
             except Exception:  # scheduler unreachable: the worker's own deadline still ends the run
                 self.closed.wait(WATCH_S)
+
+    def coordinator_silent(self) -> bool:
+        """True once the coordinator's beat stayed the same for COORDINATOR_SILENCE_S: it died (-9 too)."""
+        try:
+            beat = self.alive.get(timeout=WATCH_S)
+        except TimeoutError:  # not set yet: the coordinator sets it on its first tick
+            beat = None
+        now = time.monotonic()
+        if beat != self.last_beat:
+            self.last_beat, self.beat_seen_mono = beat, now
+        return now - self.beat_seen_mono > COORDINATOR_SILENCE_S
 
     def close(self) -> None:
         self.closed.set()

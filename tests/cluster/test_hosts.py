@@ -13,7 +13,7 @@ import netns
 import numpy as np
 import pytest
 
-from amanflix_stress.engine import histogram
+from amanflix_stress.engine import cluster, histogram
 from amanflix_stress.engine.messages import Batch, Crash
 from amanflix_stress.engine.stats import Stats
 
@@ -237,6 +237,29 @@ def test_sigterm_to_the_coordinator_ends_the_remote_users_within_seconds(hosts, 
     assert data["totals"]["requests"] + total <= served
     time.sleep(1.0)  # a measurement window, not a wait: a user still running would send in it
     assert hosts.ask("counts").get(f"GET {PATH}", 0) - before == served
+
+
+def test_a_coordinator_killed_with_sigkill_leaves_no_remote_user_running(hosts, tmp_path):
+    """No signal handler runs for -9: the workers notice the coordinator's beat went silent and stop."""
+    before = hosts.ask("counts").get(f"GET {PATH}", 0)
+    proc, _out, _err = hosts.coordinator(
+        "--profile", str(http_profile(tmp_path, hosts.target_url)), "--users", "4", "--duration", "90s"
+    )
+    try:
+        wait_until(lambda: hosts.ask("counts").get(f"GET {PATH}", 0) > before + 20, 30, "load")
+        proc.kill()
+        proc.wait(5)
+    finally:
+        finish(proc, 1) if proc.poll() is None else None
+    # within the silence limit plus a margin (far below the 90 s run), the target stops getting requests
+    deadline_s = cluster.COORDINATOR_SILENCE_S + 15
+    wait_until(lambda: served_stays_put(hosts, window_s=1.5), deadline_s, "the remote users to stop")
+
+
+def served_stays_put(hosts, window_s: float) -> bool:
+    first = hosts.ask("counts").get(f"GET {PATH}", 0)
+    time.sleep(window_s)  # a measurement window, not a wait: a user still running would send in it
+    return hosts.ask("counts").get(f"GET {PATH}", 0) == first
 
 
 def lost_host_run(hosts, tmp_path, cut):
