@@ -36,18 +36,25 @@ def parse_schedule(text: str) -> tuple[float, float]:
     return hold, every
 
 
-def check_database(path: str) -> Path:
+def check_database(path: str, flag: str = "--hold-lock") -> Path:
+    """The target's SQLite file on this machine, or one line naming `flag` and the file (UsageError)."""
     file = Path(path)
     try:
-        header = file.read_bytes()[:16] if file.is_file() else b""
+        header = read_header(file) if file.is_file() else b""
     except OSError as exc:
-        raise UsageError(f"--hold-lock: cannot read {path}: {exc}") from None
+        raise UsageError(f"{flag}: cannot read {path}: {exc}") from None
     if header != SQLITE_HEADER:
         raise UsageError(
-            f"--hold-lock: {path} is not a SQLite database; give the target's database file "
+            f"{flag}: {path} is not a SQLite database; give the target's database file "
             "(e.g. api/instance/amanflix_db.db) on this machine"
         )
     return file
+
+
+def read_header(file: Path) -> bytes:
+    """The first 16 bytes only: a production database can be gigabytes."""
+    with file.open("rb") as db:
+        return db.read(len(SQLITE_HEADER))
 
 
 class LockHolder:

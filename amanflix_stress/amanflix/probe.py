@@ -16,6 +16,7 @@ from amanflix_stress.amanflix.api import AdminApi, AmanflixApi, token_subject
 from amanflix_stress.amanflix.catalog import fetch_catalog
 from amanflix_stress.amanflix.detect import explicit_lock
 from amanflix_stress.amanflix.diagnosis import diagnose
+from amanflix_stress.amanflix.holdlock import check_database
 from amanflix_stress.amanflix.probe_records import (
     SERVER_SAID,
     SKIPPED,
@@ -31,7 +32,6 @@ from amanflix_stress.engine.client import HttpClient, Reply, check_reachable
 from amanflix_stress.errors import SetupFailed, UsageError, WrongDatabase
 
 ACCOUNT_PREFIX = "amfxprb"  # then the probe's id and the scenario's tag
-SQLITE_HEADER = b"SQLite format 3\x00"
 ACQUIRE_TIMEOUT_S = 10.0  # the server may be mid-write when a hold starts
 HOLD_MARGIN_MIN_S, HOLD_MARGIN_SHARE = 0.5, 0.4  # held this much past the busy timeout: 5 s -> 7 s
 NEAR_BUSY_EARLY_S, NEAR_BUSY_LATE_S = 0.2, 1.0  # "at the busy timeout": upstream retries add up to 0.7 s
@@ -134,21 +134,6 @@ class Masker:
         return text
 
 
-def check_db(path: str) -> Path:
-    """--db must be a SQLite file: one line naming it otherwise (exit 2)."""
-    file = Path(path)
-    try:
-        header = file.read_bytes()[:16] if file.is_file() else b""
-    except OSError as exc:
-        raise UsageError(f"--db: cannot read {path}: {exc}") from None
-    if header != SQLITE_HEADER:
-        raise UsageError(
-            f"--db: {path} is not a SQLite database; give the target's database file on this machine "
-            "(e.g. api/instance/amanflix_db.db)"
-        )
-    return file
-
-
 def check_server_log(path: str) -> Path:
     file = Path(path)
     if not file.is_file():
@@ -196,7 +181,7 @@ class Probe:
         self.cfg = cfg
         self.run_id = secrets.token_hex(3)
         self.mask = Masker({cfg.admin[1]} if cfg.admin else set())
-        self.db = check_db(cfg.db) if cfg.db else None
+        self.db = check_database(cfg.db, "--db") if cfg.db else None
         self.log = ServerLogWindow(check_server_log(cfg.server_log) if cfg.server_log else None, self.mask)
         self.accounts: list[Account] = []
         self.titles: list[Title] = []
