@@ -27,6 +27,7 @@ from amanflix_stress.output.model import (
     UserRow,
 )
 from amanflix_stress.output.report import (
+    HEALTH_HEADERS,
     _evidence_text,
     _in_flight,
     _other_phases,
@@ -680,17 +681,7 @@ def health_part(health: Health) -> str:
         ]
         for r in health.workers
     ]
-    headers = [
-        "worker",
-        "core",
-        "cpu cores",
-        "cpu peak",
-        "lag p50 ms",
-        "lag p99 ms",
-        "lag max ms",
-        "threads",
-        "busy",
-    ]
+    headers = HEALTH_HEADERS
     css = "bad" if health.degraded else "ok"
     verdict = f'<p class="{css}" id="health-verdict">{esc(health_verdict(health))}</p>'
     return "<h3>Generator health</h3>" + table("health", headers, cells, "no worker reported") + verdict

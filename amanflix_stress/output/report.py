@@ -404,19 +404,22 @@ def open_model_rows(model: LoadModel) -> list[list]:
     ]
 
 
+HEALTH_HEADERS = [  # the GENERATOR HEALTH table's columns, on the console and in the HTML page alike
+    "worker",
+    "core",
+    "cpu cores",
+    "cpu peak",
+    "lag p50 ms",
+    "lag p99 ms",
+    "lag max ms",
+    "threads",
+    "busy",
+]
+
+
 def render_health(health: Health) -> str:
     """GENERATOR HEALTH: each worker's CPU, lag and threads; DEGRADED and why when it was the bottleneck."""
-    headers = [
-        "worker",
-        "core",
-        "cpu cores",
-        "cpu peak",
-        "lag p50 ms",
-        "lag p99 ms",
-        "lag max ms",
-        "threads",
-        "busy",
-    ]
+    headers = HEALTH_HEADERS
     table = [
         [
             r.id,
