@@ -138,23 +138,23 @@ def test_status_digits_are_never_masked():
 
 
 def test_console_examples_are_shortened_at_a_word():
-    from amanflix_stress.output.report import _short_example
+    from amanflix_stress.output.report import short_example
 
     text = "verified: 500 to a first write, and a read-back right after finds no row at all, none"
-    shown = _short_example(text, width=40)
+    shown = short_example(text, width=40)
     assert len(shown) <= 40 and shown.endswith("…")
     assert text.startswith(shown[:-1]) and text[len(shown) - 1] == " "  # cut where a word ends
 
 
 def test_the_error_table_shows_the_reason_not_the_module_path():
-    from amanflix_stress.output.report import _short_example
+    from amanflix_stress.output.report import short_example
 
-    shown = _short_example(
+    shown = short_example(
         "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked [SQL: "
         "UPDATE notification SET is_read=? WHERE notification.id = ?]"
     )
     assert shown.startswith("OperationalError: (OperationalError) database is locked")
     assert (
-        _short_example("sent watch_timestamp 50.7, the 200 answer echoed 41.2")
+        short_example("sent watch_timestamp 50.7, the 200 answer echoed 41.2")
         == "sent watch_timestamp 50.7, the 200 answer echoed 41.2"
     )

@@ -28,13 +28,13 @@ from amanflix_stress.output.model import (
 )
 from amanflix_stress.output.report import (
     HEALTH_HEADERS,
-    _evidence_text,
-    _in_flight,
-    _other_phases,
-    _short_example,
+    evidence_text,
     health_verdict,
+    in_flight_text,
     open_model_rows,
+    other_phases_text,
     phase_title,
+    short_example,
     verified_text,
 )
 from amanflix_stress.output.verdict import found_lock_issues, verdict_head
@@ -229,7 +229,7 @@ def evidence_total(section: LockIssues) -> str:
     for cls in section.by_class:
         for level, n in (section.evidence or {}).get(cls, {}).items():
             by_level[level] = by_level.get(level, 0) + n
-    return _evidence_text(by_level)
+    return evidence_text(by_level)
 
 
 def lost_line(section: LockIssues) -> str:
@@ -310,8 +310,8 @@ def found_locks(section: LockIssues) -> str:
         [
             esc(cls),
             esc(n),
-            esc(_evidence_text((section.evidence or {}).get(cls, {}))),
-            esc(_in_flight(section.writes_in_flight.get(cls))),
+            esc(evidence_text((section.evidence or {}).get(cls, {}))),
+            esc(in_flight_text(section.writes_in_flight.get(cls))),
             esc(section.explain[cls]),
         ]
         for cls, n in section.by_class.items()
@@ -557,7 +557,7 @@ def errors_part(rows: tuple[ErrorRow, ...], tid: str = "errors") -> str:
             esc(clock(r.first_seen_s)),
             esc(clock(r.last_seen_s)),
             esc(", ".join(r.endpoints)),
-            esc(_short_example(r.example, 110)),
+            esc(short_example(r.example, 110)),
         ]
         for r in rows[:ROWS_MAX]
     ]
@@ -590,7 +590,7 @@ def users_part(rows: tuple[UserRow, ...]) -> str:
 def totals_part(report: Report) -> str:
     t, m = report.totals, report.meta
     rows = [
-        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){_other_phases(report)}"],
+        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){other_phases_text(report)}"],
         ["users", f"{t.users:,}"],
         ["requests", f"{t.requests:,}"],
         ["throughput", f"{t.throughput_rps:,.1f} req/s"],

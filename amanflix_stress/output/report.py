@@ -307,7 +307,7 @@ def render_errors(rows: tuple[ErrorRow, ...], limit: int = 20) -> str:
             _clock(r.first_seen_s),
             _clock(r.last_seen_s),
             _endpoints(r.endpoints),
-            _short_example(r.example),
+            short_example(r.example),
         ]
         for r in rows[:limit]
     ]
@@ -318,7 +318,7 @@ def render_errors(rows: tuple[ErrorRow, ...], limit: int = 20) -> str:
 _MODULE_PATH = re.compile(r"\b[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\.(?=[A-Z][a-z]+[A-Z])")
 
 
-def _short_example(example: str, width: int = 70) -> str:
+def short_example(example: str, width: int = 70) -> str:
     """The example as the table shows it: exception module paths dropped so the reason fits, shortened at a
     word with an ellipsis when it is still too long (the JSON report keeps the full text)."""
     text = _MODULE_PATH.sub("", example)
@@ -359,7 +359,7 @@ def _endpoints(counts: Mapping[str, int]) -> str:
 def render_totals(report: Report) -> str:
     t, m = report.totals, report.meta
     rows = [
-        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){_other_phases(report)}"],
+        ["duration", f"{t.duration_s:.1f} s measured phase ({m.stop_reason}){other_phases_text(report)}"],
         ["users", t.users],
         ["requests", f"{t.requests:,}"],
         ["throughput", f"{t.throughput_rps:,.1f} req/s"],
@@ -370,7 +370,7 @@ def render_totals(report: Report) -> str:
     return "TOTALS\n" + tabulate(rows, tablefmt="plain", disable_numparse=True)
 
 
-def _other_phases(report: Report) -> str:
+def other_phases_text(report: Report) -> str:
     """Setup and teardown lengths beside the measured phase's: they are not in its duration or req/s."""
     spans = [
         f"{name} {phase.duration_s:.1f} s"
@@ -565,7 +565,7 @@ def render_lock_issues(section: LockIssues, hold_lock: HoldLock | None = None) -
     return "\n\n".join(p for p in parts if p)
 
 
-def _evidence_text(counts: Mapping[str, int]) -> str:
+def evidence_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{level} {n:,}" for level, n in counts.items() if level != "timing") or "-"
 
 
@@ -579,8 +579,8 @@ def _found_lock_issues(section: LockIssues) -> str:
         [
             cls,
             f"{n:,}",
-            _evidence_text((section.evidence or {}).get(cls, {})),
-            _in_flight(section.writes_in_flight.get(cls)),
+            evidence_text((section.evidence or {}).get(cls, {})),
+            in_flight_text(section.writes_in_flight.get(cls)),
             section.explain[cls],
         ]
         for cls, n in section.by_class.items()
@@ -593,7 +593,7 @@ def _found_lock_issues(section: LockIssues) -> str:
     return "\n".join(
         [
             f"DATABASE LOCK ISSUES DETECTED: {section.total:,} ({section.lock_error_rate:.2%} of requests; "
-            f"evidence: {_evidence_text(by_level)})",
+            f"evidence: {evidence_text(by_level)})",
             tabulate(
                 classes,
                 ["class", "count", "evidence", "writes in flight", "what it means"],
@@ -647,7 +647,7 @@ def _timeline(rows: tuple[LockInterval, ...]) -> str:
     return " ".join(f"[{_clock(row.start_s)} {sum(row.classes.values())}]" for row in rows[:24])
 
 
-def _in_flight(figures: InFlight | None) -> str:
+def in_flight_text(figures: InFlight | None) -> str:
     return f"{figures.mean:g} avg, {figures.max} max" if figures else "-"
 
 
