@@ -108,7 +108,6 @@ def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
     assert data["totals"]["requests"] == server.counts["/delay"] > 2
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="closed model: client.py reports no slot wait")
 def test_time_waiting_for_a_max_concurrent_slot_is_reported_as_wait(tmp_path, server):
     """README: where requests waited before being sent (--max-concurrent), response and service time show."""
     report = tmp_path / "r.json"

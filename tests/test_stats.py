@@ -84,3 +84,21 @@ def test_the_progress_line_says_which_phase_the_run_is_in():
     assert progress_line(run, 60) == "[   12/60 s] requests 1,234  99 req/s  errors 5  p95 41 ms  users 20"
     teardown = {"phase": "teardown", "requests": 7, "failures": 0}
     assert progress_line(teardown, 60).startswith("[teardown] verifying what was written")
+
+
+def test_response_time_counts_every_request_even_those_before_the_first_wait():
+    # a run's first batches may send without waiting (a free --max-concurrent slot, an arrival on time): those
+    # requests' response time is their service time, and they stay in the response percentiles
+    batches = [[sample(latency_us=1000)] * 90, [sample(latency_us=1000, wait_us=50_000)] * 10]
+    one_by_one, merged = Stats(), Stats()
+    for batch in batches:
+        one_by_one.add_samples(batch)
+    for batch in reversed(batches):  # the coordinator merges workers' parts in whatever order they arrive
+        part = Stats()
+        part.add_samples(batch)
+        merged.merge(Stats.from_plain(part.to_plain()))
+    for stats in (one_by_one, merged):
+        (series,) = stats.series.values()
+        assert series.response_hist.sum() == series.count == 100
+        p50_us, p99_us = series.response_percentiles_us((50, 99))
+        assert 995 <= p50_us <= 1005 and 50_000 < p99_us <= 51_000 * 1.004

@@ -356,9 +356,11 @@ class HttpClient:
         """Send one request, record exactly one Sample, return the Reply (never raises for target faults)."""
         url = self.prefix + quote_target(path) + ("?" + urlencode(query) if query else "")
         body, header_lines = _encode(form, json, self.headers, headers)
-        wait_start_ns = intended_ns or self.intended_ns  # closed model: None, no wait to report
+        # the open model waits from the arrival's intended start; a --max-concurrent slot from this call
+        wait_start_ns = intended_ns or self.intended_ns
         self.intended_ns = None  # an arrival's intended start belongs to its first request only
         if self.limiter is not None:
+            wait_start_ns = wait_start_ns or time.perf_counter_ns()
             self.limiter.acquire()
         try:
             reply, sample = self._send(name, method, url, body, header_lines, wait_start_ns)

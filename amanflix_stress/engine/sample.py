@@ -13,5 +13,5 @@ class Sample(NamedTuple):
     latency_us: int  # service time: from the actual send until the whole body was read
     start_s: float  # wall-clock epoch seconds at the actual send (for timelines only)
     user: int  # global index of the simulated user
-    wait_us: int = 0  # open model only: from the intended start to the actual send
+    wait_us: int = 0  # from the intended start (open model) or the call (--max-concurrent) to the actual send
     inflight: int = 0  # writes (non-GET requests) in flight in this worker when this one was sent

@@ -48,19 +48,26 @@ class Series:
     sum_us: int = 0
     min_us: int = 0
     max_us: int = 0
-    response_hist: np.ndarray | None = None  # open model: from the intended start
+    # response time where requests wait before being sent (an open model's schedule, a --max-concurrent slot):
+    # the wait plus the service time. None until a wait is seen; a sample without a wait counts its latency
+    response_hist: np.ndarray | None = None
     response_max_us: int = 0
 
     def add(self, latencies_us: list[int], waits_us: list[int]) -> None:
         values = np.asarray(latencies_us, dtype=np.int64)
+        if self.response_hist is None and any(waits_us):
+            self._start_response()
         histogram.record(self.hist, values)
         self._extend(len(values), int(values.sum()), int(values.min()), int(values.max()))
-        if any(waits_us):
+        if self.response_hist is not None:
             response = values + np.asarray(waits_us, dtype=np.int64)
-            if self.response_hist is None:
-                self.response_hist = histogram.empty()
             histogram.record(self.response_hist, response)
             self.response_max_us = max(self.response_max_us, int(response.max()))
+
+    def _start_response(self) -> None:
+        """Every sample so far waited 0 before its send: its response time is its service time."""
+        self.response_hist = self.hist.copy()
+        self.response_max_us = self.max_us
 
     def _extend(self, count: int, sum_us: int, min_us: int, max_us: int) -> None:
         self.min_us = min_us if self.count == 0 else min(self.min_us, min_us)
@@ -71,13 +78,16 @@ class Series:
     def merge(self, other: Series) -> None:
         if other.count == 0:
             return
+        if self.response_hist is None and other.response_hist is not None:
+            self._start_response()
+        if self.response_hist is not None:
+            waited = other.response_hist is not None
+            self.response_hist += other.response_hist if waited else other.hist
+            self.response_max_us = max(
+                self.response_max_us, other.response_max_us if waited else other.max_us
+            )
         self.hist += other.hist
         self._extend(other.count, other.sum_us, other.min_us, other.max_us)
-        if other.response_hist is not None:
-            if self.response_hist is None:
-                self.response_hist = histogram.empty()
-            self.response_hist += other.response_hist
-            self.response_max_us = max(self.response_max_us, other.response_max_us)
 
     def percentiles_us(self, ps=PERCENTILES) -> list[float]:
         return histogram.percentiles_us(self.hist, ps, self.min_us, self.max_us)
