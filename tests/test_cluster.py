@@ -12,7 +12,13 @@ from helpers import fast_profile, free_port, read_report, start_cli
 
 from amanflix_stress.cli import main
 from amanflix_stress.engine import cluster, histogram
-from amanflix_stress.engine.cluster import DaskCoordinator, parse_address, run_share, share_caps
+from amanflix_stress.engine.cluster import (
+    DaskCoordinator,
+    SchedulerHeartbeats,
+    parse_address,
+    run_share,
+    share_caps,
+)
 from amanflix_stress.engine.messages import Batch, Crash
 from amanflix_stress.engine.plan import RunPlan, worker_shares
 from amanflix_stress.errors import UsageError
@@ -71,6 +77,29 @@ def test_the_in_flight_cap_is_split_across_shares_without_exceeding_it():
     assert share_caps(0, 3) == [0, 0, 0]
     with pytest.raises(UsageError, match="--max-concurrent 1"):
         share_caps(1, 2)
+
+
+@needs_dask
+def test_a_worker_the_scheduler_stopped_hearing_from_is_called_unreachable():
+    now = [100.0]
+    beats = SchedulerHeartbeats(clock=lambda: now[0])
+    for step in range(12):  # 6 s: gen1 keeps beating, gen2 fell off the network at the start
+        beats.note({"tcp://gen1:1": {"last_seen": 1e9 + step / 2}, "tcp://gen2:1": {"last_seen": 1e9}})
+        now[0] += 0.5
+    assert beats.unreachable_s("tcp://gen1:1") == 0.0
+    assert beats.unreachable_s("tcp://gen2:1") == pytest.approx(6.0)
+    assert beats.unreachable_s("tcp://never-seen:1") == 0.0
+
+
+@needs_dask
+def test_a_large_cluster_allows_its_slower_heartbeats_before_calling_a_worker_unreachable():
+    now = [0.0]
+    beats = SchedulerHeartbeats(clock=lambda: now[0])
+    beats.note({f"tcp://w{i}:1": {"last_seen": 1.0} for i in range(1000)})  # Dask: a beat every 6 s at 1,000
+    now[0] = 20.0
+    assert beats.unreachable_s("tcp://w0:1") == 0.0  # 3 beats missed: slow, not gone
+    now[0] = 31.0
+    assert beats.unreachable_s("tcp://w0:1") == pytest.approx(31.0)
 
 
 @pytest.mark.parametrize("address", ["local:0", "local:x", "http://127.0.0.5:8786", "tcp://127.0.0.5"])

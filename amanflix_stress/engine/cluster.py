@@ -14,9 +14,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amanflix_stress import __version__
 from amanflix_stress.engine.aggregator import WorkerState
@@ -46,6 +46,8 @@ REAP_WAIT_S = 5.0  # after every share said done (or was lost), how long their D
 BEAT_EVERY_S = 1.0  # how often the coordinator tells the workers, through the scheduler, that it lives
 COORDINATOR_SILENCE_S = 10.0  # a worker that hears no beat this long stops its users: the coordinator died
 RESTART_TIMEOUT_S = 20.0  # last resort: restarting a Dask worker whose share ignored the stop
+UNREACHABLE_BEATS = 5  # a Dask worker that missed this many heartbeats to the scheduler cannot be restarted
+UNREACHABLE_MIN_S = 5.0  # nor one silent this long, whatever the cluster's size
 REFUSED = (
     "this share was started again by Dask after its first Dask worker was lost; "
     "refused so the load is not doubled"
@@ -367,6 +369,33 @@ def run_claimed(share: WorkerShare, results: ResultSender, control: RemoteContro
         control.close()
 
 
+class SchedulerHeartbeats:
+    """When each Dask worker's heartbeat to the scheduler last moved, by this machine's clock (the scheduler's
+    own clock may be another host's): a worker it stopped hearing from is off the network, and no restart
+    through its nanny can reach it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.moved: dict[str, tuple[float | None, float]] = {}  # address -> (scheduler's last_seen, when)
+
+    def note(self, workers: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record the scheduler's `last_seen` of each worker (`scheduler_info()["workers"]`)."""
+        now = self.clock()
+        for address, worker in workers.items():
+            seen = worker.get("last_seen")
+            if address not in self.moved or self.moved[address][0] != seen:
+                self.moved[address] = (seen, now)
+
+    def unreachable_s(self, address: str) -> float:
+        """How long the scheduler has not heard from this worker, once that is past the limit; else 0."""
+        if address not in self.moved:
+            return 0.0
+        silent_s = self.clock() - self.moved[address][1]
+        # Dask spaces the heartbeats by the cluster's size (0.5 s up to 10 workers, 6 s at 1,000)
+        beat_s = distributed.scheduler.heartbeat_interval(len(self.moved))
+        return silent_s if silent_s > max(UNREACHABLE_MIN_S, UNREACHABLE_BEATS * beat_s) else 0.0
+
+
 class DaskCoordinator(Coordinator):
     """The local coordinator's run, with each worker's share a Dask task instead of a local process."""
 
@@ -386,6 +415,7 @@ class DaskCoordinator(Coordinator):
         self.slots: list[str] = []
         self.caps: list[int] = []
         self.next_liveness_mono = 0.0
+        self.heartbeats = SchedulerHeartbeats()
 
     def _check_limits(self, connections_per_user: int) -> None:
         """The users run on the Dask hosts, not here: each worker raises its own descriptor limit there, and
@@ -463,10 +493,13 @@ class DaskCoordinator(Coordinator):
     def _alive_workers(self) -> set[str] | None:
         """The Dask workers the scheduler knows, or None when the scheduler is out of reach."""
         try:
-            info = self.client.scheduler_info()
+            info = self.client.scheduler_info(n_workers=-1)
         except Exception:  # as in ResultStream._fetch: any failure here means no answer
             return None
-        return set(info["workers"]) if self.client.status == "running" and "workers" in info else None
+        if self.client.status != "running" or "workers" not in info:
+            return None
+        self.heartbeats.note(info["workers"])
+        return set(info["workers"])
 
     def _loss(self, wid: int, future, alive: set[str] | None) -> str:
         """Why this share's task can no longer report, or "" while it can."""
@@ -513,11 +546,19 @@ class DaskCoordinator(Coordinator):
         }
         if not stuck:
             return
-        self.client.restart_workers(
-            sorted(set(stuck.values())), timeout=RESTART_TIMEOUT_S, raise_for_error=False
-        )
+        self._alive_workers()  # fresh heartbeats: the last liveness check may be a second old
+        cut_off = {w: self.heartbeats.unreachable_s(a) for w, a in stuck.items()}
+        cut_off = {w: silent_s for w, silent_s in cut_off.items() if silent_s}
+        reachable = sorted({a for w, a in stuck.items() if w not in cut_off})
+        if reachable:
+            self.client.restart_workers(reachable, timeout=RESTART_TIMEOUT_S, raise_for_error=False)
         for wid in stuck:
             state = self.aggregator.workers[wid]
-            state.detail = (
-                state.detail + "; " if state.detail else ""
-            ) + "its Dask worker was restarted to stop it"
+            note = (
+                f"its Dask worker was not restarted: the scheduler has not heard from it for "
+                f"{cut_off[wid]:.0f} s (its users stop on their own, at the run's deadline or "
+                f"{COORDINATOR_SILENCE_S:g} s after they lose the coordinator's beat)"
+                if wid in cut_off
+                else "its Dask worker was restarted to stop it"
+            )
+            state.detail = (state.detail + "; " if state.detail else "") + note

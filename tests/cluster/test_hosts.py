@@ -338,3 +338,6 @@ def test_a_host_whose_link_goes_down_is_reported_within_the_silence_limit(hosts,
         hosts.topo.link("gen2", "up")
     assert SILENCE_S - 1.5 < delay_s < SILENCE_S + LIVENESS_S + 1.5, line
     check_lost(hosts, code, data, tap, "hung")
+    (lost,) = [w for w in data["workers"] if w["id"] == 1]
+    # a host off the network cannot be restarted: the run does not wait for a restart that cannot happen
+    assert "was not restarted: the scheduler has not heard from it" in lost["detail"], lost
