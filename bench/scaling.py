@@ -1,9 +1,16 @@
 """Two processes vs one, ours and Locust's, in one run: req/s, the 2-vs-1 ratio, req/s per core used.
 
-Four configurations, in interleaved rounds against the same loopback nginx (worker_processes 2, keep-alive,
-a tiny static body, 127.0.0.1 only, started and stopped here with its own config in a temp folder):
+Four configurations, each in two modes, in interleaved rounds against the same loopback nginx
+(worker_processes 2, keep-alive, a tiny static body, 127.0.0.1 only, started and stopped here):
 
     ours 1 worker, ours 2 workers, Locust FastHttpUser 1 process, Locust FastHttpUser --processes 2
+
+    shared  no cap: generator, nginx and everything else share the machine's cores. On 2 cores the target
+            takes a share that grows with the generator's speed, so the 2-vs-1 ratio is capped by the machine,
+            and more so the cheaper the generator is per request (the ceiling is printed).
+    budget  each generator process gets --budget cores (a cgroup CFS quota on the generator's whole process
+            tree: 1 x budget for one process, 2 x budget for two, coordinator or master included), and nginx
+            keeps the rest of the machine, so the ratio measures the tool, not the machine.
 
 Same users (16), same duration (8 s), no think time. Each configuration's req/s is measured from the outside,
 the same way for every tool: nginx's own request counter (stub_status) over the steady window of the run (from
@@ -11,11 +18,12 @@ the same way for every tool: nginx's own request counter (stub_status) over the 
 generator's whole process tree (ours: coordinator + workers; Locust: its process, or master + 2 workers) and
 of nginx (master + workers), read from /proc. The tools' own req/s figures are kept beside them in the JSON.
 
-    .venv/bin/python bench/scaling.py                     # 3 rounds x 8 s, about 2 minutes
-    .venv/bin/python bench/scaling.py --rounds 5 --duration 10
+    .venv/bin/python bench/scaling.py                     # 3 rounds x 8 runs x 8 s, about 5 minutes
+    .venv/bin/python bench/scaling.py --modes shared      # no cgroup needed
+    .venv/bin/python bench/scaling.py --rounds 5 --duration 10 --budget 0.4
 
 Writes bench/scaling.json (every round's figures and samples' summary). Bounded: each run has a timeout, the
-number of rounds is fixed, nginx is stopped by its PID at the end. Loopback only.
+number of rounds is fixed, nginx is stopped by its PID at the end and the cgroup removed. Loopback only.
 """
 
 from __future__ import annotations
@@ -26,8 +34,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,84 +41,65 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(BENCH)]
 
-from targets import free_port, wait_listening  # noqa: E402
+from targets import Target, nginx_binary, nginx_requests, start_nginx  # noqa: E402
 
 SAMPLE_S = 0.25  # how often nginx's counter and the processes' CPU are read
 LEAD_S, TAIL_S = 1.5, 0.5  # trimmed from the start (start-up, ramp) and the end (stop) of each run's traffic
 RUN_GRACE_S = 60.0  # a run not ended this long after its duration is killed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("ours-1", "ours-2", "locust-1", "locust-2")
-NGINX_CONF = """daemon off;
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log crit;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    location = /__status {{ stub_status; }}
-    location / {{ default_type application/json; return 200 '{{"ok": true}}'; }}
-  }}
-}}
-"""
+TOOLS = ("ours", "locust")
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+CFS_PERIOD_US = 20_000  # short: a throttled run pauses ~10 ms at a time (at 100 ms, ratios varied 1.9-2.5)
 
 
-class Nginx:
-    """nginx on 127.0.0.1 with 2 worker processes, its config and temp files in a folder of its own."""
+class Config(NamedTuple):
+    """One measured configuration: a tool, its number of generator processes, and how its CPU is shared."""
 
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
-        self.workdir = tempfile.mkdtemp(prefix="amfx-scaling-nginx-")
-        conf = Path(self.workdir, "nginx.conf")
-        conf.write_text(NGINX_CONF.format(dir=self.workdir, port=self.port))
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf), "-p", self.workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_listening(self.port)
+    tool: str
+    processes: int
+    mode: str  # "shared" or "budget" (see the module's docstring)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def name(self) -> str:
+        return f"{self.tool}-{self.processes}-{self.mode}"
 
-    def requests(self) -> int:
-        """nginx's own count of requests served (stub_status), this read included."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as sock:
-            sock.sendall(b"GET /__status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            data = b""
-            for _ in range(64):  # a few hundred bytes: bounded reads
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        # "... server accepts handled requests\n 1 1 1\n": the third number
-        lines = data.split(b"\r\n\r\n", 1)[1].decode().splitlines()
-        return int(lines[2].split()[2])
 
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: the workers end with the master
-        try:
-            _out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _out, err = self.proc.communicate()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return err.decode(errors="replace")
+class CpuBudget:
+    """A cgroup (v1 `cpu` controller) whose CFS quota caps the CPU of every process started in it."""
+
+    def __init__(self) -> None:
+        if not (CGROUP_V1_CPU / "cpu.cfs_quota_us").exists() or os.geteuid() != 0:
+            raise SystemExit(
+                "the budget mode needs root and the cgroup v1 cpu controller at /sys/fs/cgroup/cpu; "
+                "run with --modes shared here"
+            )
+        self.path = CGROUP_V1_CPU / f"amfx-scaling-{os.getpid()}"
+        self.path.mkdir()
+
+    def cap(self, cores: float) -> None:
+        """Cap at `cores` for the processes started from now on."""
+        (self.path / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (self.path / "cpu.cfs_quota_us").write_text(str(round(cores * CFS_PERIOD_US)))
+
+    def enter(self) -> None:
+        """Run in the child between fork and exec: the generator and all it starts are in the cgroup."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def throttled_periods(self) -> int:
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return int(stat["nr_throttled"])
+
+    def remove(self) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():  # none, unless a run outlived its kill
+            (CGROUP_V1_CPU / "cgroup.procs").write_text(pid)
+        self.path.rmdir()
 
 
 def proc_table() -> dict[int, tuple[int, float]]:
@@ -156,7 +143,7 @@ class Sampler:
     """Every SAMPLE_S: (time, nginx requests, generator tree CPU s, nginx tree CPU s, generator processes,
     machine busy CPU s)."""
 
-    def __init__(self, nginx: Nginx, generator_pid: int, limit_s: float) -> None:
+    def __init__(self, nginx: Target, generator_pid: int, limit_s: float) -> None:
         self.nginx, self.pid, self.done = nginx, generator_pid, threading.Event()
         self.rows: list[tuple] = []
         self.until = time.monotonic() + limit_s
@@ -169,7 +156,9 @@ class Sampler:
             gen_cpu, gen_procs = tree_cpu_s(table, self.pid)
             tgt_cpu, _ = tree_cpu_s(table, self.nginx.proc.pid)
             busy = machine_busy_s()
-            self.rows.append((time.monotonic(), self.nginx.requests(), gen_cpu, tgt_cpu, gen_procs, busy))
+            self.rows.append(
+                (time.monotonic(), nginx_requests(self.nginx.port), gen_cpu, tgt_cpu, gen_procs, busy)
+            )
             if self.done.wait(SAMPLE_S):
                 return
 
@@ -237,10 +226,10 @@ def argv_locust(folder: str, url: str, processes: int, args) -> tuple[list[str],
     return argv, prefix
 
 
-def own_figures(config: str, out: str) -> dict:
+def own_figures(config: Config, out: str) -> dict:
     """What the tool itself reported: req/s, and for ours each worker's CPU and core."""
     try:
-        if config.startswith("ours"):
+        if config.tool == "ours":
             data = json.loads(Path(out).read_text())
             workers = data["health"]["workers"]
             return {
@@ -256,12 +245,24 @@ def own_figures(config: str, out: str) -> dict:
         return {"own_error": repr(exc)}
 
 
-def run_config(config: str, nginx: Nginx, folder: str, args) -> dict:
-    tool, count = config.split("-")
-    maker = argv_ours if tool == "ours" else argv_locust
-    argv, out = maker(folder, nginx.url, int(count), args)
+def run_config(config: Config, nginx: Target, budget: CpuBudget | None, folder: str, args) -> dict:
+    maker = argv_ours if config.tool == "ours" else argv_locust
+    argv, out = maker(folder, nginx.url, config.processes, args)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AMFX_BENCH_LOCUST_CLASS": "FastHttpUser"}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # the shared mode stays out of the cgroup: in one, the whole tree would weigh as one task against nginx's
+    capped = budget if config.mode == "budget" else None
+    budget_cores = config.processes * args.budget if capped else None
+    throttled_before = 0
+    if capped:
+        capped.cap(budget_cores)
+        throttled_before = capped.throttled_periods()
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=capped.enter if capped else None,
+    )
     sampler = Sampler(nginx, proc.pid, args.duration + RUN_GRACE_S + 5.0)
     try:
         _out, err = proc.communicate(timeout=args.duration + RUN_GRACE_S)
@@ -269,7 +270,10 @@ def run_config(config: str, nginx: Nginx, folder: str, args) -> dict:
         proc.kill()
         _out, err = proc.communicate()
     rows = sampler.stop()
-    row = {"config": config, "exit": proc.returncode, **steady(rows), **own_figures(config, out)}
+    row = {"config": config.name, "exit": proc.returncode, "budget_cores": budget_cores}
+    row |= {**steady(rows), **own_figures(config, out)}
+    if capped:
+        row["throttled_periods"] = capped.throttled_periods() - throttled_before
     if row.get("generator_cores") and all(isinstance(c, float) for c in row.get("worker_cpu_cores", [None])):
         # the coordinator and multiprocessing's resource tracker: the tree less the workers' own figures
         row["coordinator_cores"] = round(row["generator_cores"] - sum(row["worker_cpu_cores"]), 3)
@@ -278,38 +282,52 @@ def run_config(config: str, nginx: Nginx, folder: str, args) -> dict:
     return row
 
 
-def median_of(rows: list[dict], config: str, key: str) -> float | None:
-    values = [r[key] for r in rows if r["config"] == config and r.get(key) is not None]
+def configs(modes: list[str]) -> list[Config]:
+    return [Config(tool, n, mode) for mode in modes for tool in TOOLS for n in (1, 2)]
+
+
+def median_of(rows: list[dict], config: Config, key: str) -> float | None:
+    values = [r[key] for r in rows if r["config"] == config.name and r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
-def summarise(rows: list[dict], rounds: int, cores: int) -> dict:
-    """Per configuration the medians; per tool the median over rounds of each round's 2-vs-1 ratio."""
-    table: dict = {}
-    for config in CONFIGS:
-        table[config] = {
-            key: median_of(rows, config, key)
-            for key in (
-                "rps",
-                "generator_cores",
-                "target_cores",
-                "other_cores",
-                "machine_busy_cores",
-                "rps_per_generator_core",
-                "own_rps",
-            )
-        }
-    for tool in ("ours", "locust"):
-        ratios = []
-        for n in range(rounds):
-            one = next((r for r in rows if r["round"] == n and r["config"] == f"{tool}-1"), {})
-            two = next((r for r in rows if r["round"] == n and r["config"] == f"{tool}-2"), {})
-            if one.get("rps") and two.get("rps"):
-                ratios.append(two["rps"] / one["rps"])
-        table[f"{tool}_ratios"] = [round(x, 3) for x in ratios]
-        table[f"{tool}_ratio"] = round(statistics.median(ratios), 3) if ratios else None
-        table[f"{tool}_ceiling"] = ceiling(table[f"{tool}-1"], table[f"{tool}-2"], cores)
+SUMMARY_KEYS = (
+    "rps",
+    "generator_cores",
+    "target_cores",
+    "other_cores",
+    "machine_busy_cores",
+    "rps_per_generator_core",
+    "own_rps",
+    "budget_cores",
+    "throttled_periods",
+)
+
+
+def summarise(rows: list[dict], modes: list[str], cores: int) -> dict:
+    """Per configuration the medians; per tool and mode the median of the rounds' 2-vs-1 ratios."""
+    table: dict = {c.name: {key: median_of(rows, c, key) for key in SUMMARY_KEYS} for c in configs(modes)}
+    for mode in modes:
+        for tool in TOOLS:
+            one, two = Config(tool, 1, mode), Config(tool, 2, mode)
+            ratios = round_ratios(rows, one.name, two.name)
+            key = f"{tool}-{mode}"
+            table[f"{key}_ratios"] = [round(x, 3) for x in ratios]
+            table[f"{key}_ratio"] = round(statistics.median(ratios), 3) if ratios else None
+            if mode == "shared":
+                table[f"{key}_ceiling"] = ceiling(table[one.name], table[two.name], cores)
     return table
+
+
+def round_ratios(rows: list[dict], one: str, two: str) -> list[float]:
+    """Each round's req/s with two processes over its req/s with one."""
+    ratios = []
+    for n in sorted({r["round"] for r in rows}):
+        first = next((r for r in rows if r["round"] == n and r["config"] == one), {})
+        second = next((r for r in rows if r["round"] == n and r["config"] == two), {})
+        if first.get("rps") and second.get("rps"):
+            ratios.append(second["rps"] / first["rps"])
+    return ratios
 
 
 def ceiling(one: dict, two: dict, cores: int) -> dict | None:
@@ -327,30 +345,32 @@ def ceiling(one: dict, two: dict, cores: int) -> dict | None:
     }
 
 
-def print_table(summary: dict) -> None:
+def print_table(summary: dict, modes: list[str]) -> None:
     print(
-        f"\n{'tool':8} {'procs':>5} {'req/s':>9} {'ratio 2/1':>9} {'gen cores':>9} "
+        f"\n{'tool':8} {'procs':>5} {'mode':>7} {'budget':>6} {'req/s':>9} {'ratio 2/1':>9} {'gen cores':>9} "
         f"{'req/s/core':>10} {'nginx cores':>11} {'other cores':>11} {'own req/s':>10}"
     )
-    for config in CONFIGS:
-        tool, count = config.split("-")
-        s = summary[config]
-        ratio = f"{summary[f'{tool}_ratio']:.2f}x" if count == "2" and summary[f"{tool}_ratio"] else ""
+    for config in configs(modes):
+        s = summary[config.name]
+        ratio = summary[f"{config.tool}-{config.mode}_ratio"] if config.processes == 2 else None
         print(
-            f"{tool:8} {count:>5} {fmt(s['rps'], ',.0f'):>9} {ratio:>9} "
-            f"{fmt(s['generator_cores'], '.2f'):>9} "
+            f"{config.tool:8} {config.processes:>5} {config.mode:>7} {fmt(s['budget_cores'], '.1f'):>6} "
+            f"{fmt(s['rps'], ',.0f'):>9} {fmt(ratio, '.2f'):>9} {fmt(s['generator_cores'], '.2f'):>9} "
             f"{fmt(s['rps_per_generator_core'], ',.0f'):>10} {fmt(s['target_cores'], '.2f'):>11} "
-            f"{fmt(s['other_cores'], '.2f'):>11} "
-            f"{fmt(s['own_rps'], ',.0f'):>10}"
+            f"{fmt(s['other_cores'], '.2f'):>11} {fmt(s['own_rps'], ',.0f'):>10}"
         )
-    print(f"per-round ratios: ours {summary['ours_ratios']}, Locust {summary['locust_ratios']}")
-    for tool in ("ours", "locust"):
-        c = summary[f"{tool}_ceiling"]
+    for mode in modes:
+        print(
+            f"per-round ratios ({mode}): ours {summary[f'ours-{mode}_ratios']}, "
+            f"Locust {summary[f'locust-{mode}_ratios']}"
+        )
+    for tool in TOOLS:
+        c = summary.get(f"{tool}-shared_ceiling")
         if c:
             print(
-                f"{tool}: CPU per request with 2 processes {c['cpu_us_per_request']} us (generator + nginx); "
-                f"all cores at that cost: {c['rps']:,} req/s = {c['ratio']:.2f}x the 1-process run; "
-                f"reached {c['reached']:.0%}"
+                f"{tool} (shared): CPU per request with 2 processes {c['cpu_us_per_request']} us "
+                f"(generator + nginx); all cores at that cost: {c['rps']:,} req/s = {c['ratio']:.2f}x "
+                f"the 1-process run; reached {c['reached']:.0%}"
             )
 
 
@@ -358,39 +378,61 @@ def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per run (each tool's own)")
     parser.add_argument(
         "--users", type=int, default=16, help="users (threads / greenlets), all configurations"
     )
+    parser.add_argument("--modes", default="shared,budget", help="shared, budget or both (comma-separated)")
+    parser.add_argument(
+        "--budget", type=float, default=0.5, help="cores per generator process in the budget mode"
+    )
     parser.add_argument("--json", default=str(BENCH / "scaling.json"))
     args = parser.parse_args()
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    args.modes = [m for m in args.modes.split(",") if m]
+    if not args.modes or set(args.modes) - {"shared", "budget"}:
+        parser.error("--modes takes shared, budget or shared,budget")
+    return args
+
+
+def run_rounds(args: argparse.Namespace, nginx: Target, budget: CpuBudget | None) -> list[dict]:
+    rows: list[dict] = []
+    every = configs(args.modes)
+    with tempfile.TemporaryDirectory(prefix="amfx-scaling-") as folder:
+        for n in range(args.rounds):
+            order = every[n % len(every) :] + every[: n % len(every)]  # rotate: no fixed slot
+            for config in order:
+                row = {"round": n, **run_config(config, nginx, budget, folder, args)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> int:
+    args = parse_args()
+    binary = nginx_binary()
     if not binary:
         raise SystemExit(
             "nginx is not installed (apt-get install nginx): this benchmark needs a target that is"
         )
-    nginx = Nginx(binary)
-    rows: list[dict] = []
+    cores = os.sched_getaffinity(0)
+    budget = CpuBudget() if "budget" in args.modes else None
+    nginx = start_nginx(binary, cores, worker_processes=2)
     try:
-        with tempfile.TemporaryDirectory(prefix="amfx-scaling-") as folder:
-            for n in range(args.rounds):
-                order = CONFIGS[n % len(CONFIGS) :] + CONFIGS[: n % len(CONFIGS)]  # rotate: no fixed slot
-                for config in order:
-                    row = {"round": n, **run_config(config, nginx, folder, args)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+        rows = run_rounds(args, nginx, budget)
     finally:
         nginx.stop()
-    summary = summarise(rows, args.rounds, len(os.sched_getaffinity(0)))
-    print_table(summary)
+        if budget:
+            budget.remove()
+    summary = summarise(rows, args.modes, len(cores))
+    print_table(summary, args.modes)
     result = {
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
-            "affinity": sorted(os.sched_getaffinity(0)),
+            "affinity": sorted(cores),
             "platform": platform.platform(),
             "nginx": subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip(),
         },

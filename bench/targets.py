@@ -20,7 +20,7 @@ RESPONSE = (
     b"Connection: keep-alive\r\n\r\n%s" % (len(BODY), BODY)
 )
 NGINX_CONF = """daemon off;
-worker_processes 1;
+worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log crit;
 events {{ worker_connections 4096; }}
@@ -35,6 +35,7 @@ http {{
   scgi_temp_path {dir}/scgi;
   server {{
     listen 127.0.0.1:{port};
+    location = /__status {{ stub_status; }}
     location / {{ default_type application/json; return 200 '{{"ok": true}}'; }}
   }}
 }}
@@ -91,14 +92,40 @@ def pin(pid: int, cores: set[int]) -> None:
         os.sched_setaffinity(pid, cores)
 
 
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+def start_nginx(binary: str, cores: set[int], worker_processes: int = 1) -> Target:
+    """nginx on 127.0.0.1 returning a fixed body, its config and temp files in a folder of its own."""
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="amfx-bench-nginx-")
+    conf = NGINX_CONF.format(dir=workdir, port=port, workers=worker_processes)
+    Path(workdir, "nginx.conf").write_text(conf)
+    return Target("nginx", [binary, "-c", f"{workdir}/nginx.conf", "-p", workdir], port, cores, workdir)
+
+
+def nginx_requests(port: int) -> int:
+    """nginx's own count of requests served (stub_status), this read included."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+        sock.sendall(b"GET /__status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        for _ in range(64):  # a few hundred bytes: bounded reads
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    # "... server accepts handled requests\n 1 1 1\n": the third number
+    lines = data.split(b"\r\n\r\n", 1)[1].decode().splitlines()
+    return int(lines[2].split()[2])
+
+
 def start_fast_target(cores: set[int]) -> Target:
     """nginx returning a fixed body when it is installed, else the raw asyncio server below."""
+    binary = nginx_binary()
+    if binary:
+        return start_nginx(binary, cores)
     port = free_port()
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
-    if nginx:
-        workdir = tempfile.mkdtemp(prefix="amfx-bench-nginx-")
-        Path(workdir, "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=port))
-        return Target("nginx", [nginx, "-c", f"{workdir}/nginx.conf", "-p", workdir], port, cores, workdir)
     return Target("python-asyncio", [sys.executable, __file__, "fast", str(port)], port, cores)
 
 
