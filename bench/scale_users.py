@@ -1,12 +1,16 @@
 """Many users on one machine: N users thinking 2-4 s against a fast loopback target, through the real CLI.
 
 Prints, per run: requests and req/s, each worker's status (hung yes/no), errors by class, schedule lag p99,
-and worker RSS per user (peak resident set of the worker processes / users). Bounded: each run lasts the
-given duration plus its ramp; the target and every process it starts are stopped at the end. Loopback only.
+and worker RSS per user (peak resident set of the worker processes / users). With --delay-ms the target is a
+server that answers after a fixed delay and times each request itself (from the request's head read to the
+answer written): the run's P50/P99 are then printed beside the server's own, and the difference is what the
+generator adds. Bounded: each run lasts the given duration plus its ramp; the target and every process it
+starts are stopped at the end. Loopback only.
 
     .venv/bin/python bench/scale_users.py --users 10000 --runs 3           # the issue's acceptance run
     .venv/bin/python bench/scale_users.py --users 2000 --workers 1 --duration 20
-    .venv/bin/python bench/scale_users.py --ratio                          # 1 vs 2 workers, req/s ratio
+    .venv/bin/python bench/scale_users.py --users 1000,2000,5000 --workers 1 --delay-ms 5 --duration 30
+    (two processes vs one, and against Locust: bench/scaling.py)
 
 Writes bench/scale_users.json with every run's figures.
 """
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from targets import start_fast_target
+from targets import start_delay_target, start_fast_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bin" / "amanflix-stress"
@@ -134,9 +138,46 @@ def summarise(report: Path, code: int, peak_kib: int, users: int, workers: int, 
     return row
 
 
+def latency_gap(row: dict, report: Path, timings: Path) -> None:
+    """Our P50/P99 over the run beside the delay server's own timing of the same requests."""
+    if not (report.exists() and timings.exists()):
+        return
+    server_us = sorted(json.loads(timings.read_text()))
+    (endpoint,) = json.loads(report.read_text())["endpoints"]
+    server = {f"p{p}_ms": nearest_rank(server_us, p) / 1000 for p in (50, 99)}
+    row["server_requests"] = len(server_us)
+    row["ours_p50_p99_ms"] = [endpoint["p50_ms"], endpoint["p99_ms"]]
+    row["server_p50_p99_ms"] = [server["p50_ms"], server["p99_ms"]]
+    row["gap_p50_p99_ms"] = [
+        round(endpoint["p50_ms"] - server["p50_ms"], 2),
+        round(endpoint["p99_ms"] - server["p99_ms"], 2),
+    ]
+
+
+def nearest_rank(sorted_values: list[int], p: float) -> float:
+    return float(sorted_values[max(0, -(-len(sorted_values) * p // 100) - 1)])
+
+
+def one_target_run(folder: str, args, users: int, tag: str) -> dict:
+    """A run against a target of its own: the delay server's timings are those of this run alone."""
+    cores = set(range(os.cpu_count() or 1))  # the target shares the cores
+    timings = Path(folder, f"{tag}-server.json")
+    if args.delay_ms:
+        target = start_delay_target(cores, args.delay_ms, str(timings))
+    else:
+        target = start_fast_target(cores)
+    try:
+        row = {"target": target.name, **run_once(target.url, folder, args, users, args.workers, tag)}
+    finally:
+        target.stop()
+    if args.delay_ms:
+        latency_gap(row, Path(folder, f"{tag}.json"), timings)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--users", default="10000", help="users, or several comma-separated (one run each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=float, default=60.0, help="measured phase, seconds")
     parser.add_argument("--spawn-rate", type=float, default=1000.0)
@@ -144,44 +185,18 @@ def main() -> int:
     parser.add_argument("--think-high", type=float, default=4.0)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--ratio", action="store_true", help="1 worker vs 2, no think time: req/s ratio")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="a target answering after this delay")
     parser.add_argument("--source", help="PYTHONPATH of another checkout to measure instead of this one")
     parser.add_argument("--json", default=str(ROOT / "bench" / "scale_users.json"))
     args = parser.parse_args()
-    target = start_fast_target(set(range(os.cpu_count() or 1)))  # the target shares the cores
     rows = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="amfx-scale-") as folder:
-            if args.ratio:
-                rows = ratio_runs(target.url, folder, args)
-            else:
-                for n in range(args.runs):
-                    rows.append(run_once(target.url, folder, args, args.users, args.workers, f"run{n}"))
-                    print(json.dumps(rows[-1]), flush=True)
-    finally:
-        target.stop()
-    Path(args.json).write_text(
-        json.dumps({"target": target.name, "args": vars(args), "runs": rows}, indent=1)
-    )
+    with tempfile.TemporaryDirectory(prefix="amfx-scale-") as folder:
+        for n in range(args.runs):
+            for users in [int(u) for u in args.users.split(",")]:
+                rows.append(one_target_run(folder, args, users, f"run{n}-{users}"))
+                print(json.dumps(rows[-1]), flush=True)
+    Path(args.json).write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
     return 0
-
-
-def ratio_runs(url: str, folder: str, args) -> list[dict]:
-    """Throughput with 1 worker then 2 (16 users each, no think time), interleaved, args.runs rounds."""
-    args.think_low = args.think_high = 0.0
-    rows = []
-    for n in range(args.runs):
-        for workers in (1, 2):
-            row = run_once(url, folder, args, 16, workers, f"ratio{n}w{workers}")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    one = sorted(r["rps"] for r in rows if r["workers"] == 1)
-    two = sorted(r["rps"] for r in rows if r["workers"] == 2)
-    print(
-        f"median req/s: 1 worker {one[len(one) // 2]:,.0f}, 2 workers {two[len(two) // 2]:,.0f}, "
-        f"ratio {two[len(two) // 2] / one[len(one) // 2]:.2f}x"
-    )
-    return rows
 
 
 if __name__ == "__main__":
