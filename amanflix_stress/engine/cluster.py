@@ -523,19 +523,32 @@ class DaskCoordinator(Coordinator):
     def _reap(self) -> None:
         """Publish stop, give the tasks a moment to return; restart a Dask worker still running a share."""
         self.control.stop.set()
-        with contextlib.suppress(Exception):
-            self.control.publish()
-            running = [f for w, f in self.futures.items() if self.aggregator.workers[w].status != "died"]
-            if running and self.interrupts < 2:
-                with contextlib.suppress(TimeoutError):
-                    distributed.wait(running, timeout=REAP_WAIT_S)
-            self._restart_stuck()
-            self._drain()  # a refused re-run's note arrives after the others said done
-            self.client.cancel(list(self.futures.values()), force=True)
-            for claim in self.claims.values():
-                claim.close()
-            self.results.queue.close()
+        steps = (self.control.publish, self._wait_for_shares, self._restart_stuck, self._drain, self._release)
+        for step in steps:
+            # the scheduler may be gone: each step still gets its chance, and each worker's own deadline and
+            # the coordinator's silenced beat stop their users anyway
+            with contextlib.suppress(Exception):
+                step()
         self.control.close()
+
+    def _wait_for_shares(self) -> None:
+        """Up to REAP_WAIT_S for the shares' tasks to return, but not for one on a host cut off: it cannot."""
+        self._alive_workers()  # fresh heartbeats: the last liveness check may be a second old
+        running = [
+            f
+            for w, f in self.futures.items()
+            if self.aggregator.workers[w].status != "died"
+            and not self.heartbeats.unreachable_s(self.placement[w])
+        ]
+        if running and self.interrupts < 2:
+            with contextlib.suppress(TimeoutError), self.client.as_current():  # wait() asks for "its" client
+                distributed.wait(running, timeout=REAP_WAIT_S)
+
+    def _release(self) -> None:
+        self.client.cancel(list(self.futures.values()), force=True)
+        for claim in self.claims.values():
+            claim.close()
+        self.results.queue.close()
 
     def _restart_stuck(self) -> None:
         """The last resort, for a share that ignored both the stop event and its own deadline."""
@@ -546,7 +559,7 @@ class DaskCoordinator(Coordinator):
         }
         if not stuck:
             return
-        self._alive_workers()  # fresh heartbeats: the last liveness check may be a second old
+        self._alive_workers()
         cut_off = {w: self.heartbeats.unreachable_s(a) for w, a in stuck.items()}
         cut_off = {w: silent_s for w, silent_s in cut_off.items() if silent_s}
         reachable = sorted({a for w, a in stuck.items() if w not in cut_off})
