@@ -32,3 +32,13 @@ class StubbornUser(User):
     def step(self) -> None:
         self.ctx.stop.wait(30.0)
         threading.Event().wait(HOLD_S)
+
+
+DEAF_S = 60.0  # how long a deaf user's step lasts: far past any run's deadline in the tests
+
+
+class DeafUser(User):
+    """A step that hears neither the stop nor the deadline (a user stuck in a call that never returns)."""
+
+    def step(self) -> None:
+        threading.Event().wait(DEAF_S)

@@ -5,10 +5,12 @@ import pickle
 import signal
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import fast_profile, free_port, read_report, start_cli
+from scale_behaviours import DEAF_S
 
 from amanflix_stress.cli import main
 from amanflix_stress.engine import cluster, histogram
@@ -193,6 +195,22 @@ def test_stop_at_the_deadline_is_prompt(client, server):
     assert result.stop_reason == "deadline"
     assert result.end_s - result.start_s < plan.duration_s + 2.0  # one in-flight request, then teardown
     assert [w["status"] for w in result.aggregator.worker_rows()] == ["done", "done"]
+
+
+@needs_dask
+@pytest.mark.slow
+def test_a_user_deaf_to_the_stop_is_reported_and_does_not_hold_the_cluster_run(server, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the Dask worker imports the deaf user from here
+    behaviour = {"behaviour_path": "scale_behaviours:DeafUser", "timeout_s": 1.0, "teardown_timeout_s": 1.0}
+    plan = http_plan(server, users=1, workers=1, duration_s=1.0, **behaviour)
+    with (
+        cluster.start_local_cluster(1) as local,
+        cluster.distributed.Client(local, set_as_default=False) as client,
+    ):
+        result = DaskCoordinator(plan, None, client).run()
+    [row] = result.aggregator.worker_rows()
+    assert row["status"] == "done" and row["detail"] == "1 user threads did not stop in time", row
+    assert result.end_s - result.start_s < DEAF_S / 2  # not held until the user's step ends by itself
 
 
 @needs_dask
