@@ -19,11 +19,14 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
     b"Connection: keep-alive\r\n\r\n%s" % (len(BODY), BODY)
 )
+# 30,000 connections a worker: the 10,000-user runs keep one each, and nginx closes idle keep-alive
+# connections to make room when it runs short (a request racing that close fails `read`)
 NGINX_CONF = """daemon off;
 worker_processes {workers};
+worker_rlimit_nofile 65536;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log crit;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 30000; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
