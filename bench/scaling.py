@@ -53,7 +53,6 @@ SAMPLE_S = 0.25  # how often nginx's counter and the processes' CPU are read
 LEAD_S, TAIL_S = 1.5, 0.5  # trimmed from the start (start-up, ramp) and the end (stop) of each run's traffic
 RUN_GRACE_S = 60.0  # a run not ended this long after its duration is killed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CONFIGS = ("ours-1", "ours-2", "locust-1", "locust-2")
 TOOLS = ("ours", "locust")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 CFS_PERIOD_US = 20_000  # short: a throttled run pauses ~10 ms at a time (at 100 ms, ratios varied 1.9-2.5)

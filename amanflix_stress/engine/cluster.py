@@ -371,8 +371,9 @@ def run_claimed(share: WorkerShare, results: ResultSender, control: RemoteContro
 
 class SchedulerHeartbeats:
     """When each Dask worker's heartbeat to the scheduler last moved, by this machine's clock (the scheduler's
-    own clock may be another host's): a worker it stopped hearing from is off the network, and no restart
-    through its nanny can reach it."""
+    own clock may be another host's). A worker it stopped hearing from is off the network (no restart can
+    reach it) or frozen whole (its users send nothing, and its deadline stops them once it thaws): waiting
+    for it, or restarting it, only makes the run end late."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
