@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,12 +57,28 @@ def read_header(file: Path) -> bytes:
         return db.read(len(SQLITE_HEADER))
 
 
+@contextlib.contextmanager
+def database_locked(path: Path, kind: str) -> Iterator[None]:
+    """A connection of our own holds a `reserved` (writers wait) or `exclusive` (readers too) lock on the
+    database for the block, and rolls back after it: the server's data is never changed."""
+    connection = sqlite3.connect(
+        str(path), timeout=ACQUIRE_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        connection.execute("BEGIN EXCLUSIVE" if kind == "exclusive" else "BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
 class LockHolder:
     """A thread with its own SQLite connection that takes the lock for `hold_s` every `every_s`."""
 
     def __init__(self, path: str, hold_s: float, every_s: float, kind: str = "reserved") -> None:
         self.path, self.hold_s, self.every_s = check_database(path), hold_s, every_s
-        self.begin_sql = "BEGIN EXCLUSIVE" if kind == "exclusive" else "BEGIN IMMEDIATE"
         self.kind = kind
         self.stop_event = threading.Event()
         self.windows: list[dict] = []
@@ -89,18 +105,15 @@ class LockHolder:
             next_start += self.every_s
 
     def _hold_once(self, hold_s: float) -> None:
-        connection = sqlite3.connect(str(self.path), timeout=ACQUIRE_TIMEOUT_S, isolation_level=None)
+        window: dict = {"kind": self.kind, "start_s": None, "end_s": None}
         try:
-            connection.execute(self.begin_sql)
-            window = {"kind": self.kind, "start_s": time.time(), "end_s": None}
-            self.windows.append(window)
-            self.stop_event.wait(hold_s)
-            connection.execute("ROLLBACK")
+            with database_locked(self.path, self.kind):
+                window["start_s"] = time.time()
+                self.windows.append(window)
+                self.stop_event.wait(hold_s)
             window["end_s"] = time.time()
         except sqlite3.Error as exc:
             self.windows.append({"kind": self.kind, "start_s": time.time(), "end_s": None, "error": str(exc)})
-        finally:
-            connection.close()
 
 
 def windows_with_detections(

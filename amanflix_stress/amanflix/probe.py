@@ -16,7 +16,7 @@ from amanflix_stress.amanflix.api import AdminApi, AmanflixApi, token_subject
 from amanflix_stress.amanflix.catalog import fetch_catalog
 from amanflix_stress.amanflix.detect import explicit_lock
 from amanflix_stress.amanflix.diagnosis import diagnose
-from amanflix_stress.amanflix.holdlock import check_database
+from amanflix_stress.amanflix.holdlock import check_database, database_locked
 from amanflix_stress.amanflix.probe_records import (
     SERVER_SAID,
     SKIPPED,
@@ -32,7 +32,6 @@ from amanflix_stress.engine.client import HttpClient, Reply, check_reachable
 from amanflix_stress.errors import SetupFailed, UsageError, WrongDatabase
 
 ACCOUNT_PREFIX = "amfxprb"  # then the probe's id and the scenario's tag
-ACQUIRE_TIMEOUT_S = 10.0  # the server may be mid-write when a hold starts
 HOLD_MARGIN_MIN_S, HOLD_MARGIN_SHARE = 0.5, 0.4  # held this much past the busy timeout: 5 s -> 7 s
 NEAR_BUSY_EARLY_S, NEAR_BUSY_LATE_S = 0.2, 1.0  # "at the busy timeout": upstream retries add up to 0.7 s
 EXCERPT_CHARS = 320  # a whole watch-history record fits
@@ -307,18 +306,6 @@ class Probe:
         """Take the lock from a second connection, send `action` while it is held, release it as soon as the
         answer came or at `hold_s`, whichever is first. Never longer."""
         assert self.db is not None
-        connection = sqlite3.connect(
-            str(self.db), timeout=ACQUIRE_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        try:
-            return self._held(connection, kind, action)
-        except sqlite3.Error as exc:
-            raise SetupFailed(f"--db: could not take a {kind} lock on {self.db}: {exc}") from None
-        finally:
-            connection.close()
-
-    def _held(self, connection: sqlite3.Connection, kind: str, action: Callable[[], Reply]) -> Held:
-        connection.execute("BEGIN EXCLUSIVE" if kind == "exclusive" else "BEGIN IMMEDIATE")
         held, done = Held(kind), threading.Event()
 
         def send() -> None:
@@ -327,11 +314,14 @@ class Probe:
             finally:
                 done.set()
 
-        started = time.monotonic()
         sender = threading.Thread(target=send, name="probe-request", daemon=True)
-        sender.start()
-        held.answered_in_hold = done.wait(self.cfg.hold_s)
-        connection.execute("ROLLBACK")
+        try:
+            with database_locked(self.db, kind):
+                started = time.monotonic()
+                sender.start()
+                held.answered_in_hold = done.wait(self.cfg.hold_s)
+        except sqlite3.Error as exc:
+            raise SetupFailed(f"--db: could not take a {kind} lock on {self.db}: {exc}") from None
         held.held_s = round(time.monotonic() - started, 2)
         sender.join(self.cfg.timeout_s + 5.0)
         return held
