@@ -67,3 +67,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_args(
+    profile, report, *extra: str, users: int = 2, workers: int = 1, duration: str = "1s"
+) -> list[str]:
+    """`run` with the flags most tests give it; `extra` adds the test's own."""
+    sizing = ["--users", str(users), "--workers", str(workers), "--duration", duration]
+    return ["run", "--profile", str(profile), *sizing, "--report-json", str(report), *extra]

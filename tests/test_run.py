@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import fast_profile, free_port, read_report, start_cli, worker_pids
+from helpers import fast_profile, free_port, read_report, run_args, start_cli, worker_pids
 
 from amanflix_stress.cli import main
 from amanflix_stress.engine import client
@@ -18,22 +18,16 @@ pytestmark = pytest.mark.slow
 def test_two_workers_report_exactly_what_the_server_counted(tmp_path, server, capsys):
     report = tmp_path / "r.json"
     code = main(
-        [
-            "run",
-            "--profile",
+        run_args(
             fast_profile(tmp_path, server),
-            "--users",
-            "6",
-            "--workers",
-            "2",
-            "--duration",
-            "2s",
+            report,
             "--spawn-rate",
             "100",
-            "--report-json",
-            str(report),
             "--quiet",
-        ]
+            users=6,
+            workers=2,
+            duration="2s",
+        )
     )
     assert code == 0
     data = read_report(report)
@@ -52,22 +46,7 @@ def test_failures_are_grouped_in_the_error_table_and_breach_the_threshold(tmp_pa
     with open(profile, "a") as f:
         f.write("[thresholds]\nerror_rate = 0.5\n")
     report = tmp_path / "r.json"
-    code = main(
-        [
-            "run",
-            "--profile",
-            profile,
-            "--users",
-            "2",
-            "--workers",
-            "1",
-            "--duration",
-            "1s",
-            "--report-json",
-            str(report),
-            "--quiet",
-        ]
-    )
+    code = main(run_args(profile, report, "--quiet"))
     data = read_report(report)
     assert code == 1
     (group,) = data["errors"]
@@ -82,24 +61,18 @@ def test_failures_are_grouped_in_the_error_table_and_breach_the_threshold(tmp_pa
 def test_max_concurrent_caps_requests_in_flight(tmp_path, server):
     report = tmp_path / "r.json"
     main(
-        [
-            "run",
-            "--profile",
+        run_args(
             fast_profile(tmp_path, server, path="/delay"),
-            "--users",
-            "8",
-            "--workers",
-            "2",
-            "--duration",
-            "2s",
+            report,
             "--max-concurrent",
             "2",
             "--spawn-rate",
             "100",
-            "--report-json",
-            str(report),
             "--quiet",
-        ]
+            users=8,
+            workers=2,
+            duration="2s",
+        )
     )
     data = read_report(report)
     # eight eager users on two workers share two slots: the server never serves more than two at once, and
@@ -122,24 +95,7 @@ def test_time_waiting_for_a_max_concurrent_slot_is_reported_as_wait(tmp_path, se
 def test_a_hanging_target_still_ends_on_time(tmp_path, server):
     report = tmp_path / "r.json"
     started = time.monotonic()
-    code = main(
-        [
-            "run",
-            "--profile",
-            fast_profile(tmp_path, server, path="/hang"),
-            "--users",
-            "2",
-            "--workers",
-            "1",
-            "--duration",
-            "1s",
-            "--timeout",
-            "0.5",
-            "--report-json",
-            str(report),
-            "--quiet",
-        ]
-    )
+    code = main(run_args(fast_profile(tmp_path, server, path="/hang"), report, "--timeout", "0.5", "--quiet"))
     assert time.monotonic() - started < 15
     data = read_report(report)
     assert data["error_classes"]["timeout"] >= 2
@@ -149,17 +105,7 @@ def test_a_hanging_target_still_ends_on_time(tmp_path, server):
 def test_sigterm_mid_run_still_writes_the_report(tmp_path, server):
     report = tmp_path / "r.json"
     proc = start_cli(
-        "run",
-        "--profile",
-        fast_profile(tmp_path, server),
-        "--users",
-        "4",
-        "--workers",
-        "2",
-        "--duration",
-        "60s",
-        "--report-json",
-        str(report),
+        *run_args(fast_profile(tmp_path, server), report, users=4, workers=2, duration="60s"),
     )
     assert server.first_load_request.wait(30)
     proc.send_signal(signal.SIGTERM)
@@ -174,17 +120,7 @@ def test_sigterm_mid_run_still_writes_the_report(tmp_path, server):
 def test_ctrl_c_stops_gracefully(tmp_path, server):
     report = tmp_path / "r.json"
     proc = start_cli(
-        "run",
-        "--profile",
-        fast_profile(tmp_path, server),
-        "--users",
-        "2",
-        "--workers",
-        "1",
-        "--duration",
-        "60s",
-        "--report-json",
-        str(report),
+        *run_args(fast_profile(tmp_path, server), report, duration="60s"),
     )
     assert server.first_load_request.wait(30)
     proc.send_signal(signal.SIGINT)
@@ -196,17 +132,7 @@ def test_ctrl_c_stops_gracefully(tmp_path, server):
 def test_a_worker_killed_with_sigkill_is_named_in_the_report(tmp_path, server):
     report = tmp_path / "r.json"
     proc = start_cli(
-        "run",
-        "--profile",
-        fast_profile(tmp_path, server),
-        "--users",
-        "4",
-        "--workers",
-        "2",
-        "--duration",
-        "4s",
-        "--report-json",
-        str(report),
+        *run_args(fast_profile(tmp_path, server), report, users=4, workers=2, duration="4s"),
     )
     assert server.first_load_request.wait(30)
     victim = worker_pids(proc.pid)[0]

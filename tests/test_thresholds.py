@@ -4,7 +4,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from helpers import read_report
+from helpers import read_report, run_args
 from report_samples import endpoint, report_json
 
 from amanflix_stress.cli import main
@@ -172,24 +172,7 @@ def test_thresholds_that_hold_exit_0_and_every_junit_case_passes(tmp_path, serve
         'error_rate = 0.01\nmin_throughput_rps = 1\n[thresholds.endpoints."GET /delay"]\np95_ms = 5000\n',
     )
     junit = tmp_path / "ci" / "junit.xml"
-    code = main(
-        [
-            "run",
-            "--profile",
-            profile,
-            "--users",
-            "2",
-            "--workers",
-            "1",
-            "--duration",
-            "1s",
-            "--quiet",
-            "--report-json",
-            str(tmp_path / "r.json"),
-            "--junit",
-            str(junit),
-        ]
-    )
+    code = main(run_args(profile, tmp_path / "r.json", "--quiet", "--junit", str(junit)))
     assert code == 0
     cases = junit_cases(junit)
     assert set(cases) == {  # the error_rate threshold replaces the default error limit's case
@@ -214,24 +197,7 @@ def test_a_breach_exits_1_and_lists_measured_vs_allowed_in_the_output_the_report
         'error_rate = 0.01\n[thresholds.endpoints."GET /delay"]\np95_ms = 1\nmin_rps = 100000\n',
     )
     junit = tmp_path / "junit.xml"
-    code = main(
-        [
-            "run",
-            "--profile",
-            profile,
-            "--users",
-            "2",
-            "--workers",
-            "1",
-            "--duration",
-            "1s",
-            "--quiet",
-            "--report-json",
-            str(tmp_path / "r.json"),
-            "--junit",
-            str(junit),
-        ]
-    )
+    code = main(run_args(profile, tmp_path / "r.json", "--quiet", "--junit", str(junit)))
     assert code == 1
     out = capsys.readouterr().out
     verdict = out.rstrip().splitlines()[-1]
