@@ -110,7 +110,8 @@ class Hosts:
     def start_target(self, role: str = "target", port: int = TARGET_PORT) -> dict:
         db = self.scratch / f"{role}-amanflix.db"
         argv = [sys.executable, str(HERE / "target_main.py"), self.topo.addr(role), "--port", str(port)]
-        argv += ["--db", str(db), "--hash-iterations", "1000", "--admin-password", self.admin_password]
+        # one argument with "=": a generated password may start with "-" (1 in 64), read as a flag otherwise
+        argv += ["--db", str(db), "--hash-iterations", "1000", f"--admin-password={self.admin_password}"]
         proc = self.topo.spawn(role, argv, **pipes())
         out = Output(proc.stdout)
         ready = out.wait_for(r"^SANDBOX READY ", START_TIMEOUT_S)
