@@ -15,6 +15,18 @@ def server():
         yield srv
 
 
+@pytest.fixture
+def admin_env(monkeypatch):
+    """Give a sandbox's admin to the run through the environment: its cleanup then removes the test users
+    and their rows too, so a sandbox's ground truth counts the run's own alone."""
+
+    def use(srv):
+        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
+        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
+
+    return use
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_temp_folder(tmp_path_factory):
     """What the code under test puts in the temp folder (sandbox databases, Dask scratch, child processes'

@@ -19,15 +19,6 @@ FAST_HASH = 1000
 WATCH_UPDATE = "POST /api/watch-history/update"
 
 
-@pytest.fixture
-def admin_env(monkeypatch):
-    def use(srv):
-        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
-        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
-
-    return use
-
-
 def run_against(srv, tmp_path, *flags, users="24", duration="6s"):
     report = tmp_path / "report.json"
     code = main(

@@ -25,17 +25,6 @@ readback_share = 0.3
 """
 
 
-@pytest.fixture
-def admin_env(monkeypatch):
-    """Admin cleanup: the test users' rows go too, so the truth's counts are the run's alone."""
-
-    def use(srv):
-        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
-        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
-
-    return use
-
-
 def all_groups(report) -> list[dict]:
     return report["errors"] + report["setup"]["errors"] + report["teardown"]["errors"]
 

@@ -28,15 +28,6 @@ def sandbox():
         yield srv
 
 
-@pytest.fixture
-def admin_env(monkeypatch):
-    def use(srv):
-        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
-        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
-
-    return use
-
-
 def start_run(srv, report: Path, duration="60s", workers="2"):
     """The CLI in its own process group, as a shell job, cron or systemd starts it."""
     return start_cli(

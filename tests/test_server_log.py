@@ -174,15 +174,6 @@ def hold(srv, kind="reserved"):
     return ["--hold-lock", srv.db_path, "--hold-lock-schedule", "1s/3s", "--hold-lock-kind", kind]
 
 
-@pytest.fixture
-def admin_env(monkeypatch):
-    def use(srv):
-        monkeypatch.setenv("AMANFLIX_ADMIN_USER", srv.admin_username)
-        monkeypatch.setenv("AMANFLIX_ADMIN_PASSWORD", srv.admin_password)
-
-    return use
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("debug", "kind"), [(False, "reserved"), (False, "exclusive"), (True, "exclusive")])
 def test_the_server_count_equals_the_sandbox_ground_truth(tmp_path, admin_env, debug, kind):
