@@ -21,8 +21,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT), str(BENCH)]
+sys.path[:0] = [str(ROOT), str(BENCH), str(ROOT / "tests")]
 
+from helpers import worker_pids  # noqa: E402
 from targets import pin, start_delay_target, start_fast_target  # noqa: E402
 
 GENERATOR_CORE, TARGET_CORE = 0, 1  # on a 1-core machine both are core 0 and the figures mean less
@@ -97,25 +98,10 @@ def sample_rss(proc: subprocess.Popen, out: list) -> None:
     """Every second: (s since start, MB) of the first worker process's resident set."""
     started = time.monotonic()
     while proc.poll() is None:
-        for pid in child_pids(proc.pid):
+        for pid in worker_pids(proc.pid):
             out.append((round(time.monotonic() - started, 1), rss_mb(pid)))
             break
         time.sleep(1.0)  # a sampling period, not a wait for an event
-
-
-def child_pids(parent: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                entry.name.isdigit()
-                and "spawn_main" in (entry / "cmdline").read_bytes().decode(errors="replace")
-                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
-            ):
-                pids.append(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return pids
 
 
 def rss_mb(pid: int) -> float:

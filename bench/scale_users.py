@@ -27,10 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from targets import start_delay_target, start_fast_target
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]
+
+from helpers import worker_pids  # noqa: E402
+from targets import start_delay_target, start_fast_target  # noqa: E402
+
 SCRIPT = ROOT / "bin" / "amanflix-stress"
 SAMPLE_S = 0.5  # how often the worker processes' RSS is read
 RUN_GRACE_S = 120.0  # a run that has not ended this long after its duration and ramp is killed
@@ -47,22 +49,6 @@ think_time_s = [{think[0]}, {think[1]}]
 name = "GET /"
 path = "/"
 """
-
-
-def worker_pids(parent_pid: int) -> list[int]:
-    """The CLI's spawned worker processes (children running multiprocessing's spawn_main)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent_pid and "spawn_main" in cmdline:
-            pids.append(int(entry.name))
-    return pids
 
 
 def rss_kib(pid: int) -> int:
