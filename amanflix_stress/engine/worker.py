@@ -81,6 +81,7 @@ class Worker:
         self.group_of = {index: position // STOP_GROUP for position, (index, _) in enumerate(share.users)}
         self.finished = threading.Event()  # the heartbeat thread ends with it
         self.phase = SETUP_PHASE
+        self.next_flush_mono = 0.0  # when flush_when_due ships the next batch (set by each flush)
         self.pending: collections.deque[Sample] = collections.deque()
         self.gauge = InflightGauge()
         self.active_users = 0
@@ -161,14 +162,11 @@ class Worker:
 
     def wait_go(self) -> float | None:
         """Block until the coordinator says go (returns the shared start time) or stop (returns None)."""
-        next_heartbeat = time.monotonic() + BATCH_S
         while not self.control.stop.is_set():
             start_s = self.control.wait_go(TICK_S)
             if start_s is not None:
                 return start_s
-            if time.monotonic() >= next_heartbeat:  # an empty batch tells the coordinator this worker lives
-                self.flush(SETUP_PHASE)
-                next_heartbeat += BATCH_S
+            self.flush_when_due(SETUP_PHASE)  # an empty batch tells the coordinator this worker lives
         return None
 
     def run_users(self, users: list[Behaviour]) -> None:
@@ -180,13 +178,10 @@ class Worker:
             offsets = [(0.0, user) for _offset, user in offsets]
         self.phase = RUN_PHASE
         self.flush(RUN_PHASE)  # an empty batch: the CPU clock's reading at the start of the measured phase
-        next_flush = time.monotonic() + BATCH_S
         while not self.control.stop.is_set() and time.monotonic() < deadline:
             while offsets and time.time() >= self.start_s + offsets[0][0]:
                 self.start_user(offsets.pop(0)[1])
-            if time.monotonic() >= next_flush:
-                self.flush(RUN_PHASE)
-                next_flush += BATCH_S
+            self.flush_when_due(RUN_PHASE)
             self.tick()
         self.stop.set()
         self.stop_users_in_turn()
@@ -195,23 +190,17 @@ class Worker:
 
     def stop_users_in_turn(self) -> None:
         """Wake the users a group at a time (each ends after its request), shipping batches meanwhile."""
-        next_flush = time.monotonic() + BATCH_S
         for event in self.user_stops:
             event.set()
             time.sleep(STOP_STEP_S)  # pacing the wake-ups themselves: nothing to wait on
-            if time.monotonic() >= next_flush:
-                self.flush(RUN_PHASE)
-                next_flush += BATCH_S
+            self.flush_when_due(RUN_PHASE)
 
     def join_users(self, until: float) -> None:
         """Wait for the user threads until `until`, shipping a batch every BATCH_S: never silent here."""
-        next_flush = time.monotonic() + BATCH_S
         for thread in self.threads:
             while thread.is_alive() and time.monotonic() < until:
-                thread.join(max(0.0, min(until, next_flush) - time.monotonic()))
-                if time.monotonic() >= next_flush:
-                    self.flush(RUN_PHASE)
-                    next_flush += BATCH_S
+                thread.join(max(0.0, min(until, self.next_flush_mono) - time.monotonic()))
+                self.flush_when_due(RUN_PHASE)
 
     def stop_all(self) -> None:
         """Stop everything at once: setup and teardown run few threads, so no herd to stagger."""
@@ -316,8 +305,14 @@ class Worker:
         ended_s = sample.start_s + sample.latency_us / 1e6
         return max(0, int((ended_s - self.start_s) // interval_s))
 
+    def flush_when_due(self, phase: str) -> None:
+        """Flush when BATCH_S has passed since the last flush: the coordinator never waits longer to hear."""
+        if time.monotonic() >= self.next_flush_mono:
+            self.flush(phase)
+
     def flush(self, phase: str) -> None:
         """Ship what was measured since the last flush, grouped by time-series interval."""
+        self.next_flush_mono = time.monotonic() + BATCH_S
         samples = [self.pending.popleft() for _ in range(len(self.pending))]
         by_interval: dict[int, list[Sample]] = {}
         interval_s = self.share.interval_s
