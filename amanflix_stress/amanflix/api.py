@@ -15,7 +15,7 @@ from amanflix_stress.amanflix.detect import (
     suspect_counter,
     timing_lock,
 )
-from amanflix_stress.engine.client import HttpClient, Reply
+from amanflix_stress.engine.client import OK_STATUSES, HttpClient, Reply
 
 TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
 RELOGIN_SPACING_S = (
@@ -267,17 +267,26 @@ class AdminApi:
         self.client = client
 
     def login(self, username: str, password: str) -> bool:
+        self.sign_in(username, password)
+        return self.signed_in
+
+    def sign_in(self, username: str, password: str, expect=OK_STATUSES) -> Reply:
+        """Log in: on success the later calls carry the admin token. The reply says how it went."""
         reply = self.client.call(
             "POST /api/admin/login",
             "POST",
             "/api/admin/login",
             form={"username": username, "password": password},
+            expect=expect,
         )
         data = reply.json()
         if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
             self.client.headers["Authorization"] = f"Bearer {data['api_key']}"
-            return True
-        return False
+        return reply
+
+    @property
+    def signed_in(self) -> bool:
+        return "Authorization" in self.client.headers
 
     def users(self) -> list[dict]:
         reply = self.client.call("GET /api/admin/user/list", "GET", "/api/admin/user/list")

@@ -80,19 +80,12 @@ class Validation:
     def check_admin(self) -> tuple[bool, str]:
         """The admin credentials log in (run refuses wrong ones with exit 2; here it is a failed check)."""
         user, password = self.admin or ("", "")
-        client = self.cleanup_client()  # kept for cleanup's batch delete: the long timeout
-        reply = client.call(
-            "POST /api/admin/login",
-            "POST",
-            "/api/admin/login",
-            form={"username": user, "password": password},
-            expect=ANY_STATUS,
-        )
-        data = reply.json()
-        if reply.status == 200 and isinstance(data, dict) and data.get("api_key"):
-            client.headers["Authorization"] = f"Bearer {data['api_key']}"
-            self.admin_api = AdminApi(client)
-            return True, f"{user} logged in as admin (role {data.get('role', '?')}): cleanup removes rows too"
+        admin = AdminApi(self.cleanup_client())  # kept for cleanup's batch delete: the long timeout
+        reply = admin.sign_in(user, password, expect=ANY_STATUS)
+        if admin.signed_in:
+            self.admin_api = admin
+            role = reply.json().get("role", "?")
+            return True, f"{user} logged in as admin (role {role}): cleanup removes rows too"
         return False, (
             f"POST /api/admin/login as {user} answered {server_message(reply)}: run refuses these admin "
             "credentials (exit 2); cleanup falls back to self-delete"
