@@ -20,9 +20,8 @@ from amanflix_stress.engine.plan import RunPlan, WorkerShare, worker_shares
 from amanflix_stress.engine.user import behaviour_class
 from amanflix_stress.engine.worker import TICK_S, run_worker, watch_parent
 
-START_METHOD: Final = (
-    "spawn"  # explicit: no inherited threads or sockets; the same path works on every platform
-)
+# explicit: no inherited threads or sockets; the same path works on every platform
+START_METHOD: Final = "spawn"
 # a live worker that sends nothing for this long, not even its heartbeat (a thread of its own, every second),
 # is reported as hung; one whose heartbeat comes but whose batches are this late is slow, and is waited for
 WORKER_SILENCE_S = 15.0
