@@ -8,10 +8,11 @@ import time
 import pytest
 from helpers import read_report, start_cli
 
-from amanflix_stress.amanflix.api import AmanflixApi
+from amanflix_stress.amanflix.api import AdminApi, AmanflixApi
 from amanflix_stress.amanflix.journeys import phantom_check
 from amanflix_stress.cli import main
 from amanflix_stress.engine.client import HttpClient
+from amanflix_stress.errors import SetupFailed
 from amanflix_stress.sandbox import SandboxConfig, start_sandbox
 
 pytestmark = pytest.mark.slow
@@ -323,3 +324,10 @@ def test_ctrl_c_during_registration_stops_promptly_and_cleans_up(tmp_path):
     assert proc.returncode == 130 and data["meta"]["stop_reason"] == "interrupted"
     assert truth["users_registered"] < 41  # it did not register everybody first
     assert truth["users_in_db"] == 0 and data["amanflix"]["cleanup"]["left_behind"] == 0
+
+
+def test_an_admin_user_list_that_cannot_be_read_is_an_error_not_an_empty_list(server):
+    # an empty list would let a cleanup count say "0 left behind" for accounts nobody could see
+    admin = AdminApi(HttpClient(server.url, 0, lambda sample: None, timeout_s=5, connect_timeout_s=2))
+    with pytest.raises(SetupFailed, match="GET /api/admin/user/list answered 200"):
+        admin.users()  # the counting server answers {"ok": true}: not a list of users

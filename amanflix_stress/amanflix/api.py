@@ -16,6 +16,7 @@ from amanflix_stress.amanflix.detect import (
     timing_lock,
 )
 from amanflix_stress.engine.client import OK_STATUSES, HttpClient, Reply
+from amanflix_stress.errors import SetupFailed
 
 TOKEN_RETRY_REASONS = ("token_expired", "user_logged_out", "token_invalid")
 RELOGIN_SPACING_S = (
@@ -289,9 +290,12 @@ class AdminApi:
         return "Authorization" in self.client.headers
 
     def users(self) -> list[dict]:
+        """Every user; SetupFailed when the list cannot be read (an empty list would claim none are left)."""
         reply = self.client.call("GET /api/admin/user/list", "GET", "/api/admin/user/list")
         data = reply.json()
-        return data if reply.status == 200 and isinstance(data, list) else []
+        if reply.status != 200 or not isinstance(data, list):
+            raise SetupFailed(f"GET /api/admin/user/list answered {reply.status or reply.error}")
+        return [u for u in data if isinstance(u, dict)]
 
     def batch_delete(self, user_ids: list[int], password: str) -> Reply:
         return self.client.call(

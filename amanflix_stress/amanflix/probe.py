@@ -391,13 +391,23 @@ class Probe:
                 "left_behind": created,
                 "error": "admin login failed at cleanup",
             }
-        ids = [u["id"] for u in admin.users() if str(u.get("username", "")).startswith(prefix)]
-        reply = admin.batch_delete(ids, self.cfg.admin[1]) if ids else None
-        data = reply.json() if reply is not None else None
-        left = sum(1 for u in admin.users() if str(u.get("username", "")).startswith(prefix))
         deleted_before = sum(1 for a in self.accounts if not a.alive)  # the self-delete scenario's
+        method = "admin batch delete (also removes watch history and my-list rows)"
+        try:
+            ids = [u["id"] for u in admin.users() if str(u.get("username", "")).startswith(prefix)]
+            reply = admin.batch_delete(ids, self.cfg.admin[1]) if ids else None
+            data = reply.json() if reply is not None else None
+            left = sum(1 for u in admin.users() if str(u.get("username", "")).startswith(prefix))
+        except SetupFailed as exc:  # no list, no count: every account not seen deleted may be left
+            return {
+                "method": method,
+                "created": created,
+                "deleted": deleted_before,
+                "left_behind": created - deleted_before,
+                "error": f"the user list could not be read at cleanup: {exc}",
+            }
         return {
-            "method": "admin batch delete (also removes watch history and my-list rows)",
+            "method": method,
             "created": created,
             "deleted": deleted_before + (data.get("deleted_count", 0) if isinstance(data, dict) else 0),
             "left_behind": left,

@@ -203,11 +203,7 @@ def batch_refusals(reply, batch: list[int]) -> dict[int, str]:
 
 def matching_users(admin: AdminApi, pattern: re.Pattern) -> list[dict]:
     """The users whose name matches; raises SetupFailed when the list cannot be read (no count to give)."""
-    reply = admin.client.call("GET /api/admin/user/list", "GET", "/api/admin/user/list")
-    data = reply.json()
-    if reply.status != 200 or not isinstance(data, list):
-        raise SetupFailed(f"GET /api/admin/user/list answered {reply.status or reply.error}")
-    return [u for u in data if isinstance(u, dict) and pattern.fullmatch(str(u.get("username", "")))]
+    return [u for u in admin.users() if pattern.fullmatch(str(u.get("username", "")))]
 
 
 def admin_cleanup(plan: RunPlan, admin: AdminApi, abandon) -> Cleanup:
