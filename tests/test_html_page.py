@@ -172,6 +172,9 @@ def test_when_section_one_time_axis_with_held_windows_at_their_seconds(run):
     found = page.column("held-windows", "lock classes found")
     assert found == [", ".join(f"{c} {n:,}" for c, n in w["lock_classes"].items()) or "-" for w in windows]
     assert len(page.tables["lock-timeline"]["rows"]) == len(data["lock_issues"]["timeline"])
+    # --bursts 3 over 8 s: the bursts the run scheduled, from the report, drawn on the same axis
+    assert data["amanflix"]["bursts_s"] == [3.0, 6.0]
+    assert "burst (same title, many users)" in timeline_svg
 
 
 def test_the_last_interval_is_drawn_over_its_own_seconds_not_as_a_collapse(run):

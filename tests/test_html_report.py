@@ -106,12 +106,10 @@ def test_held_windows_bursts_and_lock_marks_sit_on_the_charts_axis():
     held = {"kind": "reserved", "start_s": 1003.0, "end_s": 1004.5, "lock_issues_detected": 2}
     hold_lock = {"path": "/db", "kind": "reserved", "hold_s": 1.5, "every_s": 9.0, "windows": [held]}
     timeline_row = {"interval": 0, "start_s": 1000.0, "end_s": 1005.0, "classes": {"lost_update": 2}}
-    meta = {**REPORT_JSON["meta"], "profile": {"watch_history": {"burst_every_s": 4}, "load": {}}}
     data = report(
         hold_lock={**hold_lock, "windows_detected": 1},
         lock_issues=lock_issues(timeline=[timeline_row]),
-        amanflix=accounts(),
-        meta=meta,
+        amanflix={**accounts(), "bursts_s": [4.0, 8.0, 12.0, 16.0]},  # the last one after the phase ended
         totals={**REPORT_JSON["totals"], "duration_s": 15.0},
     )
     timeline = build_timeline(data, [interval(i) for i in range(3)])

@@ -149,6 +149,10 @@ class Accounts:
         "read-backs, final keys verified, duplicate rows, rows left behind, ... (sorted by name)"
     )
     cleanup: Cleanup = doc("what cleanup did")
+    bursts_s: tuple[float, ...] | None = doc(
+        "the scheduled same-title bursts, seconds from the start of the measured phase (none: no bursts)",
+        omit_none=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

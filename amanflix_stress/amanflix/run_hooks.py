@@ -110,6 +110,7 @@ def finish_run(plan: RunPlan, result: RunResult) -> RunFindings:
         catalog={k: len(v) for k, v in result.shared.get("catalog", {}).items()},
         counters=dict(sorted(counters.items())),
         cleanup=cleanup,
+        bursts_s=tuple(offset_s for offset_s, _item in result.shared.get("bursts", ())) or None,
     )
     locks = summarise_locks(plan, result)
     return {"amanflix": accounts, "lock_issues": locks, "diagnosis": diagnose_run(locks, accounts)}

@@ -159,13 +159,10 @@ def origin_s(report: Report, rows: Sequence[Mapping]) -> float | None:
 
 
 def burst_times_s(report: Report, phase_s: float) -> tuple[float, ...]:
-    """The scheduled bursts (amanflix/run_hooks.py:burst_schedule: every burst_every_s from the start,
-    none without movies), up to the end of the measured phase."""
-    every_s = ((report.meta.profile or {}).get("watch_history") or {}).get("burst_every_s") or 0
-    movies = report.amanflix.catalog.get("movies", 0) if report.amanflix else 0
-    if report.meta.behaviour != "amanflix" or every_s <= 0 or not movies:
-        return ()
-    return tuple(k * every_s for k in range(1, int(phase_s / every_s) + 1) if k * every_s < phase_s)
+    """The scheduled bursts the run sent, up to the end of the measured phase (an interrupted run's ends
+    early)."""
+    scheduled = (report.amanflix.bursts_s if report.amanflix else None) or ()
+    return tuple(at_s for at_s in scheduled if at_s < phase_s)
 
 
 def build_timeline(report: Report, rows: Sequence[Mapping]) -> Timeline | None:
