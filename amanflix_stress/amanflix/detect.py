@@ -33,6 +33,7 @@ LOCK_CLASSES = (
     "lock_wait",
 )
 NOT_LOCK_CAUSED = ("duplicate_rows", "lock_wait")
+LOCK_CAUSED = tuple(c for c in LOCK_CLASSES if c not in NOT_LOCK_CAUSED)  # what the lock count counts
 LOSS_CLASSES = ("lost_insert", "lost_update", "lost_write", "phantom_registration")
 EXPLAIN = {
     "db_locked": "500 naming 'database is locked', or a bare 500 at the busy timeout (timing only)",
@@ -196,7 +197,7 @@ def lock_summary(
     suspicions apart, suspected lock waits, data integrity, endpoints, top users, timeline."""
     tally = _Tally()
     for group in errors:
-        if group["class"] in LOCK_CLASSES and group["class"] not in NOT_LOCK_CAUSED:
+        if group["class"] in LOCK_CAUSED:
             tally.add(group)
     found = tally.found()
     total = sum(found.values())
@@ -228,8 +229,7 @@ def lock_summary(
 
 def top_users(users_rows: list[dict]) -> tuple[TopUser, ...]:
     """Up to 10 users with the most lock issues (timing-only included: evidence is not kept per user)."""
-    counted = set(LOCK_CLASSES) - set(NOT_LOCK_CAUSED)
-    users = {r["user"]: sum(n for c, n in r["errors"].items() if c in counted) for r in users_rows}
+    users = {r["user"]: sum(n for c, n in r["errors"].items() if c in LOCK_CAUSED) for r in users_rows}
     ranked = sorted(((u, n) for u, n in users.items() if n), key=lambda kv: -kv[1])[:10]
     return tuple(TopUser(user=u, lock_errors=n) for u, n in ranked)
 
@@ -272,14 +272,13 @@ def not_verifiable_text(counters: Mapping[str, int]) -> str:
 
 def lock_timeline(timeline: list[dict]) -> tuple[LockInterval, ...]:
     """The time-series intervals that had lock issues (every evidence level), with counts by lock class."""
-    counted = [c for c in LOCK_CLASSES if c not in NOT_LOCK_CAUSED]
     return tuple(
         LockInterval(
             interval=row["interval"],
             start_s=row["start_s"],
             end_s=row["end_s"],
-            classes={c: row["errors"][c] for c in counted if row["errors"].get(c)},
+            classes={c: row["errors"][c] for c in LOCK_CAUSED if row["errors"].get(c)},
         )
         for row in timeline
-        if any(row["errors"].get(c) for c in counted)
+        if any(row["errors"].get(c) for c in LOCK_CAUSED)
     )

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import blended_transform_factory
 
-from amanflix_stress.amanflix.detect import LOCK_CLASSES, NOT_LOCK_CAUSED
+from amanflix_stress.amanflix.detect import LOCK_CAUSED
 
 CHART_WIDTH_IN = 13.0  # ~1,300 px at the page's width: text stays at its printed size on a 1,400 px screen
 PANEL_HEIGHT_IN = 2.5
@@ -108,7 +108,7 @@ def shade(axes: Axes, timeline: Timeline) -> None:
 
 
 def lock_caused(name: str) -> bool:
-    return name in LOCK_CLASSES and name not in NOT_LOCK_CAUSED
+    return name in LOCK_CAUSED
 
 
 def class_colours(names: Sequence[str]) -> dict[str, str]:
