@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from amanflix_stress.amanflix.detect import LOCK_CLASSES
+from amanflix_stress.amanflix.detect import LOCK_CAUSED, LOCK_CLASSES
 from amanflix_stress.amanflix.records import HeldWindow, HoldLock, LockInterval, doc
 from amanflix_stress.errors import UsageError
 from amanflix_stress.units import parse_duration_s
@@ -193,8 +193,6 @@ def hold_lock_section(holder: LockHolder, lock_timeline: tuple[LockInterval, ...
 
 # lock classes the server answers with a 500 (shown): the rest were answered 2xx and found by checking
 ANSWERED_500 = frozenset({"db_locked", "pool_timeout", "auth_locked", "db_error", "lost_insert"})
-# a race, and a timing-only suspicion: listed, but not counted as failures the lock caused
-NOT_LOCK_FAILURES = frozenset({"duplicate_rows", "lock_wait"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,7 +246,7 @@ def window_evidence(
 def evidence_row(index: int, window: dict, errors: Counter, logged: int | None) -> WindowEvidence:
     found = {c: errors[c] for c in LOCK_CLASSES if errors.get(c)}
     shown = sum(n for c, n in found.items() if c in ANSWERED_500)
-    hidden = sum(n for c, n in found.items() if c not in ANSWERED_500 and c not in NOT_LOCK_FAILURES)
+    hidden = sum(n for c, n in found.items() if c in LOCK_CAUSED and c not in ANSWERED_500)
     return WindowEvidence(
         window=index + 1,
         kind=window["kind"],

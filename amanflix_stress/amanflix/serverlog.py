@@ -11,8 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
-from amanflix_stress.amanflix.detect import LOCK_CLASSES
-from amanflix_stress.amanflix.holdlock import NOT_LOCK_FAILURES
+from amanflix_stress.amanflix.detect import LOCK_CAUSED
 from amanflix_stress.amanflix.records import doc
 
 POLL_S = 0.1  # how often the follower looks for new lines (tail -f does the same); read at call time
@@ -299,7 +298,7 @@ class Buckets(NamedTuple):
 
 def lock_failures(classes: Mapping[str, int]) -> int:
     """The lock-caused failures in a class -> count mapping (what the tool claims the lock did)."""
-    return sum(n for c, n in classes.items() if c in LOCK_CLASSES and c not in NOT_LOCK_FAILURES)
+    return sum(n for c, n in classes.items() if c in LOCK_CAUSED)
 
 
 def tool_buckets(result) -> Buckets:
