@@ -52,9 +52,9 @@ def policy_from(profile: Mapping) -> Policy:
 
 
 def found_lock_issues(section: LockIssues | None) -> int:
-    """Lock issues that fail a run under the `locks` rule. The one place that says which issues count:
-    today every class the lock section totals; once detection splits confirmed issues from merely
-    suspected ones (timing-only signals such as lock_wait), this returns the confirmed ones only."""
+    """Lock issues that fail a run under the `locks` rule. The one place that says which issues count: the
+    lock section's total, which holds found issues only (verified or said by the server); timing-only
+    suspicions are kept apart in `suspected` and never fail a run."""
     return section.total if section else 0
 
 
